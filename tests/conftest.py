@@ -1,0 +1,112 @@
+"""Shared fixtures: a fresh app and database per test, a client, a CLI runner and an auth helper."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from webapp import create_app
+from webapp.extensions import db
+from webapp.models import User
+
+from .support import FAST_HASH, TEST_SECRET, ServerProcess, flask_cli, server_env, unavailable
+
+
+@pytest.fixture
+def app(tmp_path):
+    app = create_app({
+        "TESTING": True,
+        "INSTANCE_PATH": str(tmp_path / "instance"),
+        "SECRET_KEY": TEST_SECRET,
+        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'test.db'}",
+        "BROKER_URL": "memory://",
+        "WTF_CSRF_ENABLED": False,
+        "PASSWORD_HASH_METHOD": FAST_HASH,
+        "RATELIMIT_STORAGE_URI": "memory://",
+    })
+    with app.app_context():
+        db.create_all()
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+class AuthActions:
+    def __init__(self, client, app):
+        self._client = client
+        self._app = app
+
+    def register(self, email="ada@example.com", password="correct horse"):
+        return self._client.post("/account/signup", data={"email": email, "password": password})
+
+    def login(self, email="ada@example.com", password="correct horse", **extra):
+        return self._client.post("/account/login", data={"email": email, "password": password, **extra})
+
+    def logout(self):
+        return self._client.post("/account/logout")
+
+    def user(self, email="ada@example.com") -> User:
+        return db.session.scalar(db.select(User).where(User.email == email))
+
+    def make_admin(self, email="ada@example.com"):
+        with self._app.app_context():
+            user = self.user(email)
+            user.is_admin = True
+            db.session.commit()
+
+
+@pytest.fixture
+def auth(client, app):
+    return AuthActions(client, app)
+
+
+@pytest.fixture
+def make_server(tmp_path):
+    """Start `python wsgi.py` subprocesses on migrated SQLite databases; stopped at teardown."""
+    servers: list[ServerProcess] = []
+
+    def start(name: str = "server", **env_overrides) -> ServerProcess:
+        folder = tmp_path / name
+        folder.mkdir(exist_ok=True)
+        env = server_env(folder, **env_overrides)
+        flask_cli(["db", "upgrade"], env)
+        server = ServerProcess(env, folder / "server.log").start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium driven by Playwright; skipped (or failed in CI) when it is missing."""
+    if not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)):
+        unavailable(f"Chromium not found at {CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"],
+        )
+        yield browser
+        browser.close()

@@ -1,0 +1,66 @@
+"""Weigh-in: a weight log that nudges people who have stopped using it."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from flask import Flask
+
+from .config import ConfigError, load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+__all__ = ["create_app", "ConfigError"]
+
+
+def create_app(config: dict | None = None) -> Flask:
+    """Build the app: configuration from the environment, overridden by `config` (tests)."""
+    app = Flask(
+        __name__,
+        instance_path=str(ROOT / "instance"),
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+    )
+    instance_path = (config or {}).get("INSTANCE_PATH", app.instance_path)
+    app.config.update(load_config(instance_path))
+    if config:
+        app.config.update(config)
+    Path(instance_path).mkdir(parents=True, exist_ok=True)
+
+    if app.config["PROXY_FIX"]:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = app.config["PROXY_FIX"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+
+    if not app.debug and not app.testing:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+
+    from . import errors, web
+    from .extensions import csrf, db, limiter, login_manager, migrate
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
+    csrf.init_app(app)
+    limiter.init_app(app)
+    login_manager.init_app(app)
+
+    from . import accounts, admin, cli, events, reminders, tracking
+
+    events.init_app(app)
+    accounts.init_app(app)
+    tracking.init_app(app)
+    reminders.init_app(app)
+    admin.init_app(app)
+    cli.init_app(app)
+    web.init_app(app)
+    errors.init_app(app)
+
+    app.register_blueprint(accounts.bp, url_prefix="/account")
+    app.register_blueprint(tracking.bp)
+    app.register_blueprint(reminders.bp, url_prefix="/reminders")
+    app.register_blueprint(admin.bp, url_prefix="/admin")
+    app.register_blueprint(events.bp)
+    return app

@@ -1,0 +1,85 @@
+"""The outbox: each change writes a row in its own transaction; after commit the broker hears of it."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import sqlalchemy as sa
+from flask import current_app
+from sqlalchemy.orm import Session
+
+from ..extensions import db
+from ..models import OutboxEvent
+from ..timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+_PENDING = "weighin_outbox_pending"
+
+
+def announce(channel: str, kind: str) -> OutboxEvent:
+    """Add an outbox row to the current transaction; it is published once the transaction commits."""
+    event = OutboxEvent(channel=channel, kind=kind, created_at=utcnow())
+    db.session.add(event)
+    return event
+
+
+def latest_event_id(channels) -> int:
+    """The newest outbox id on any of the channels, 0 if there is none."""
+    return db.session.scalar(
+        db.select(sa.func.max(OutboxEvent.id)).where(OutboxEvent.channel.in_(list(channels)))
+    ) or 0
+
+
+def events_after(after_id: int, limit: int = 10000) -> list[tuple[str, int]]:
+    """(channel, id) of outbox rows newer than after_id, oldest first: what a broker catches up on."""
+    rows = db.session.execute(
+        db.select(OutboxEvent.channel, OutboxEvent.id)
+        .where(OutboxEvent.id > after_id)
+        .order_by(OutboxEvent.id)
+        .limit(limit)
+    )
+    return [(channel, event_id) for channel, event_id in rows]
+
+
+def prune(older_than_days: int, now=None) -> int:
+    """Delete outbox rows older than the retention period, keeping each channel's newest row."""
+    cutoff = (now or utcnow()) - timedelta(days=older_than_days)
+    newest = db.select(sa.func.max(OutboxEvent.id)).group_by(OutboxEvent.channel)
+    result = db.session.execute(
+        sa.delete(OutboxEvent).where(OutboxEvent.created_at < cutoff, OutboxEvent.id.not_in(newest))
+    )
+    db.session.commit()
+    return result.rowcount or 0
+
+
+@sa.event.listens_for(Session, "after_flush")
+def _collect_new_events(session, flush_context):
+    pending = session.info.setdefault(_PENDING, [])
+    for obj in session.new:
+        if isinstance(obj, OutboxEvent):
+            pending.append((obj.channel, obj.id))
+
+
+@sa.event.listens_for(Session, "after_commit")
+def _publish_committed_events(session):
+    pending = session.info.pop(_PENDING, None)
+    if not pending:
+        return
+    broker = current_app.extensions.get("weighin_broker")
+    if broker is None:
+        return
+    for channel, event_id in pending:
+        try:
+            broker.publish(channel, event_id)
+        except Exception:  # the outbox has it; a broker outage must not fail the request
+            log.exception("publishing outbox event %s on %s failed", event_id, channel)
+
+
+@sa.event.listens_for(Session, "after_soft_rollback")
+def _drop_rolled_back_events(session, previous_transaction):
+    # A rolled-back savepoint or transaction never happened; its rows must not be announced.
+    if previous_transaction.nested:
+        return
+    session.info.pop(_PENDING, None)

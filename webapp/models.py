@@ -1,0 +1,193 @@
+"""Typed models: users with their activity clocks, weights, goals, reminders and the event outbox."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from flask import current_app, has_app_context
+from flask_login import UserMixin
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from .extensions import db
+from .timeutil import UTCDateTime, utcnow
+
+# Outbox ids must grow without bound on PostgreSQL; SQLite only autoincrements INTEGER keys.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+GRAMS_PER_KG = 1000
+ADMINS_CHANNEL = "admins"
+
+
+def user_channel(user_id: int) -> str:
+    """The broker channel that carries one user's events."""
+    return f"user:{user_id}"
+
+
+class User(UserMixin, db.Model):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(sa.String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(sa.String(255))
+    display_name: Mapped[str] = mapped_column(sa.String(80), default="")
+    unit: Mapped[str] = mapped_column(sa.String(2), default="kg")
+    timezone: Mapped[str] = mapped_column(sa.String(64), default="UTC")
+    reminders_enabled: Mapped[bool] = mapped_column(default=True)
+    is_admin: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The activity clocks the reminder rule reads; see docs/ARCHITECTURE.md.
+    last_weight_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    last_goal_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    last_active_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    # When inactivity starts counting towards the next reminder; NULL while one is open
+    # or reminders are off, so the scan's range query only ever sees users who may need one.
+    reminder_clock: Mapped[datetime | None] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+    entries: Mapped[list[WeightEntry]] = relationship(
+        back_populates="user", cascade="all, delete-orphan", lazy="dynamic"
+    )
+
+    def set_password(self, password: str) -> None:
+        # Tests lower the hash cost through PASSWORD_HASH_METHOD; production keeps werkzeug's default.
+        method = current_app.config.get("PASSWORD_HASH_METHOD") if has_app_context() else None
+        self.password_hash = generate_password_hash(password, **({"method": method} if method else {}))
+
+    def check_password(self, password: str) -> bool:
+        return check_password_hash(self.password_hash, password)
+
+    @property
+    def name(self) -> str:
+        """What the interface calls the user: the display name, else the email's local part."""
+        return self.display_name or self.email.split("@", 1)[0]
+
+    @property
+    def channel(self) -> str:
+        return user_channel(self.id)
+
+    def current_goal(self) -> GoalChange | None:
+        return db.session.scalars(
+            db.select(GoalChange)
+            .where(GoalChange.user_id == self.id)
+            .order_by(GoalChange.created_at.desc(), GoalChange.id.desc())
+            .limit(1)
+        ).first()
+
+    def latest_entry(self) -> WeightEntry | None:
+        return db.session.scalars(
+            db.select(WeightEntry)
+            .where(WeightEntry.user_id == self.id)
+            .order_by(WeightEntry.measured_at.desc(), WeightEntry.id.desc())
+            .limit(1)
+        ).first()
+
+    def entries_query(self):
+        """A select of this user's entries, newest first, for the view to paginate."""
+        return (
+            db.select(WeightEntry)
+            .where(WeightEntry.user_id == self.id)
+            .order_by(WeightEntry.measured_at.desc(), WeightEntry.id.desc())
+        )
+
+    def open_reminder(self) -> Reminder | None:
+        return db.session.scalars(
+            db.select(Reminder).where(Reminder.open_for_user_id == self.id)
+        ).first()
+
+
+class WeightEntry(db.Model):
+    __tablename__ = "weight_entries"
+    __table_args__ = (
+        sa.Index("ix_weight_entries_user_measured", "user_id", "measured_at"),
+        sa.CheckConstraint("mass_g > 0", name="mass_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    measured_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Kilograms with fixed precision, held as whole grams so no backend rounds them.
+    mass_g: Mapped[int] = mapped_column(sa.Integer)
+    note: Mapped[str] = mapped_column(sa.String(500), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    user: Mapped[User] = relationship(back_populates="entries")
+
+    @property
+    def kg(self) -> float:
+        return self.mass_g / GRAMS_PER_KG
+
+
+class GoalChange(db.Model):
+    """One setting of the goal weight; the newest row is the current goal."""
+
+    __tablename__ = "goal_changes"
+    __table_args__ = (
+        sa.Index("ix_goal_changes_user_created", "user_id", "created_at"),
+        sa.CheckConstraint("target_g > 0", name="target_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    target_g: Mapped[int] = mapped_column(sa.Integer)
+    # The weight when the goal was set: whether "reached" means at-or-below or at-or-above.
+    start_g: Mapped[int | None] = mapped_column(sa.Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    @property
+    def direction(self) -> str:
+        """'lose', 'gain' or 'maintain', from the weight when the goal was set."""
+        if self.start_g is None or self.start_g == self.target_g:
+            return "maintain"
+        return "lose" if self.start_g > self.target_g else "gain"
+
+
+class Reminder(db.Model):
+    """A nudge to an inactive user: open, then resolved (activity) or dismissed."""
+
+    __tablename__ = "reminders"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(sa.String(10), default="open")
+    # Equal to user_id while open and NULL after: the unique constraint on it is what makes
+    # "at most one open reminder per user" hold across concurrent scanners and hosts.
+    open_for_user_id: Mapped[int | None] = mapped_column(sa.Integer, unique=True)
+    inactive_since: Mapped[datetime] = mapped_column(UTCDateTime)
+    source: Mapped[str] = mapped_column(sa.String(10), default="scan")
+    created_by_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+
+    user: Mapped[User] = relationship(foreign_keys=[user_id])
+
+
+class AdminAction(db.Model):
+    """An audit row for what an admin did to a user (remind now, grant or revoke admin)."""
+
+    __tablename__ = "admin_actions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    admin_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    action: Mapped[str] = mapped_column(sa.String(20))
+    reminder_id: Mapped[int | None] = mapped_column(sa.ForeignKey("reminders.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+    admin: Mapped[User | None] = relationship(foreign_keys=[admin_id])
+    user: Mapped[User] = relationship(foreign_keys=[user_id])
+
+
+class OutboxEvent(db.Model):
+    """'Channel X has news': written in the same transaction as the change it announces."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (sa.Index("ix_outbox_channel_id", "channel", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    channel: Mapped[str] = mapped_column(sa.String(64))
+    kind: Mapped[str] = mapped_column(sa.String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

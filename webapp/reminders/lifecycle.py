@@ -1,0 +1,140 @@
+"""The reminder lifecycle and the activity clocks it reads.
+
+Every function here changes rows in the current transaction and writes the outbox rows that
+announce the change; the caller commits. See docs/ARCHITECTURE.md for the whole path.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from ..events.outbox import announce
+from ..extensions import db
+from ..models import ADMINS_CHANNEL, Reminder, User
+from ..timeutil import utcnow
+
+
+def _end_open_reminder(user: User, status: str, now: datetime) -> Reminder | None:
+    reminder = user.open_reminder()
+    if reminder is None:
+        return None
+    reminder.status = status
+    reminder.open_for_user_id = None
+    reminder.ended_at = now
+    return reminder
+
+
+def _record_activity(user: User, now: datetime, kind: str) -> None:
+    user.last_active_at = max(user.last_active_at, now)
+    _end_open_reminder(user, "resolved", now)
+    user.reminder_clock = user.last_active_at if user.reminders_enabled else None
+    announce(user.channel, kind)
+    announce(ADMINS_CHANNEL, kind)
+
+
+def record_weight_logged(user: User, now: datetime | None = None) -> None:
+    """A weight was logged: move the weight clock, and resolve an open reminder."""
+    now = now or utcnow()
+    user.last_weight_at = now
+    _record_activity(user, now, "weight")
+
+
+def record_goal_changed(user: User, now: datetime | None = None) -> None:
+    """The goal was set or changed: move the goal clock, and resolve an open reminder."""
+    now = now or utcnow()
+    user.last_goal_at = now
+    _record_activity(user, now, "goal")
+
+
+def dismiss(user: User, now: datetime | None = None) -> Reminder | None:
+    """The user dismissed the banner; it returns only after another full quiet period."""
+    now = now or utcnow()
+    reminder = _end_open_reminder(user, "dismissed", now)
+    if reminder is None:
+        return None
+    if user.reminders_enabled:
+        user.reminder_clock = now
+    announce(user.channel, "dismissed")
+    announce(ADMINS_CHANNEL, "dismissed")
+    return reminder
+
+
+def set_reminders_enabled(user: User, enabled: bool, now: datetime | None = None) -> None:
+    """Turn reminders on or off; off also closes an open reminder."""
+    now = now or utcnow()
+    if enabled == user.reminders_enabled:
+        return
+    user.reminders_enabled = enabled
+    if enabled:
+        user.reminder_clock = user.last_active_at
+    else:
+        _end_open_reminder(user, "dismissed", now)
+        user.reminder_clock = None
+    announce(user.channel, "settings")
+    announce(ADMINS_CHANNEL, "settings")
+
+
+def open_reminder(
+    user_id: int,
+    now: datetime | None = None,
+    *,
+    due_before: datetime | None = None,
+    source: str = "scan",
+    admin_id: int | None = None,
+) -> Reminder | None:
+    """Open a reminder for a user unless one is open already; returns it, or None if none was made.
+
+    With due_before (the scan), the user must still be due: their reminder clock at or before
+    it, checked and cleared in one conditional UPDATE so a weight logged meanwhile wins. The
+    unique constraint on open_for_user_id settles a race between two scanners.
+    """
+    now = now or utcnow()
+    condition = [User.id == user_id]
+    if due_before is not None:
+        condition.append(User.reminder_clock <= due_before)
+    claimed = db.session.execute(
+        sa.update(User).where(*condition).values(reminder_clock=None).returning(User.last_active_at)
+    ).first()
+    if claimed is None:
+        return None
+    reminder = Reminder(
+        user_id=user_id,
+        status="open",
+        open_for_user_id=user_id,
+        inactive_since=claimed.last_active_at,
+        source=source,
+        created_by_id=admin_id,
+        created_at=now,
+    )
+    try:
+        with db.session.begin_nested():
+            db.session.add(reminder)
+    except IntegrityError:
+        return None  # another process opened it first
+    announce(f"user:{user_id}", "reminder")
+    announce(ADMINS_CHANNEL, "reminder")
+    return reminder
+
+
+def due_users_query(now: datetime, after_days: int):
+    """Ids of users whose reminder clock ran out: one range scan on an indexed column."""
+    cutoff = now - timedelta(days=after_days)
+    return db.select(User.id).where(User.reminder_clock <= cutoff).order_by(User.reminder_clock)
+
+
+def scan(now: datetime | None = None, after_days: int = 7, batch: int = 500) -> list[Reminder]:
+    """Open a reminder for every user who is due one; commits in batches and returns what it made."""
+    now = now or utcnow()
+    cutoff = now - timedelta(days=after_days)
+    user_ids = list(db.session.scalars(due_users_query(now, after_days)))
+    created: list[Reminder] = []
+    for start in range(0, len(user_ids), batch):
+        for user_id in user_ids[start:start + batch]:
+            reminder = open_reminder(user_id, now, due_before=cutoff)
+            if reminder is not None:
+                created.append(reminder)
+        db.session.commit()
+    return created

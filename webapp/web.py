@@ -1,0 +1,93 @@
+"""Cross-cutting web pieces: whole page or fragment, security headers, health check."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Flask, render_template, request
+from sqlalchemy import text
+
+from .extensions import db
+
+health_bp = Blueprint("health", __name__)
+
+
+def is_htmx() -> bool:
+    """True when htmx made this request (and history restore did not)."""
+    return request.headers.get("HX-Request") == "true" and not request.headers.get(
+        "HX-History-Restore-Request"
+    )
+
+
+def render_page_or_fragment(page: str, fragment: str, status: int = 200, **context):
+    """Render the whole page for a normal request, only the fragment for an htmx one."""
+    body = render_template(fragment if is_htmx() else page, **context)
+    return body, status, {"Vary": "HX-Request"}
+
+
+def safe_next(target: str | None) -> str | None:
+    """A local path to go to after logging in, or None for anything that could leave the site."""
+    if not target or "\\" in target or any(ord(c) < 32 for c in target):
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return None
+    return target
+
+
+@health_bp.get("/healthz")
+def healthz():
+    """200 when the database answers, 503 when it does not."""
+    try:
+        db.session.execute(text("SELECT 1"))
+    except Exception:
+        db.session.rollback()
+        return {"status": "error", "database": "unreachable"}, 503
+    return {"status": "ok", "database": "ok"}
+
+
+def _security_headers(response):
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    return response
+
+
+def _user_zone():
+    from flask_login import current_user
+
+    from .timeutil import get_zone
+
+    return get_zone(current_user.timezone if current_user.is_authenticated else "UTC")
+
+
+def local_date(value) -> str:
+    """A date in the viewer's time zone, as people write it: '12 Nov' (with the year if not this one)."""
+    if value is None:
+        return ""
+    from .timeutil import utcnow
+
+    zone = _user_zone()
+    local = value.astimezone(zone)
+    if local.year == utcnow().astimezone(zone).year:
+        return f"{local.day} {local:%b}"
+    return f"{local.day} {local:%b %Y}"
+
+
+def local_datetime(value) -> str:
+    """A date and time in the viewer's time zone."""
+    if value is None:
+        return ""
+    local = value.astimezone(_user_zone())
+    return f"{local.day} {local:%b %Y, %H:%M}"
+
+
+def register_template_helpers(app: Flask) -> None:
+    app.add_template_filter(local_date, "local_date")
+    app.add_template_filter(local_datetime, "local_datetime")
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(health_bp)
+    register_template_helpers(app)
+    app.after_request(_security_headers)
