@@ -63,4 +63,8 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(reminders.bp, url_prefix="/reminders")
     app.register_blueprint(admin.bp, url_prefix="/admin")
     app.register_blueprint(events.bp)
+    from .events import fallback
+
+    fallback.init_app(app)
+    app.register_blueprint(fallback.bp)  # polling, long polling and WebSocket beside /events
     return app

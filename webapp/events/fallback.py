@@ -1,0 +1,169 @@
+"""Fallback transports for the reminder area, beside the SSE stream in views.py.
+
+- `GET /events/area?after=ID`: plain polling. The current snapshot, or 204 when nothing is newer.
+- `GET /events/wait?after=ID`: long polling, for networks that break streaming. The request is
+  held until the user's channel has news after ID (then the snapshot) or LONGPOLL_TIMEOUT
+  seconds pass (then 204); the client asks again with the id it got.
+- `GET /events/ws`: a WebSocket (flask-sock over simple-websocket) that pushes the same
+  snapshots as JSON text frames `{"id": N, "html": "..."}`; `?after=ID` resumes like Last-Event-ID.
+
+Every answer carries the outbox id in `X-Event-Id` (or in the frame), the same id the stream
+writes as `id:`. They reuse the broker subscription and `render_area`, so an event takes the
+same path whichever way it reaches the browser. SSE stays the transport the layout uses;
+docs/BENCHMARKS.md measures why.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+
+from flask import Blueprint, Flask, Response, current_app, request
+from flask_login import current_user
+from flask_sock import Sock
+from gevent.queue import Empty
+
+from ..extensions import db
+from ..models import user_channel
+from . import sse
+from .outbox import latest_event_id
+from .views import render_area
+
+bp = Blueprint("events_fallback", __name__)
+sock = Sock()
+
+LONGPOLL_TIMEOUT = 25.0
+NO_STORE = {"Cache-Control": "no-store", "Vary": "Cookie"}
+
+
+def init_app(app: Flask) -> None:
+    """Defaults for the fallback transports; SOCK_SERVER_OPTIONS pings idle sockets like SSE heartbeats."""
+    app.config.setdefault("LONGPOLL_TIMEOUT", LONGPOLL_TIMEOUT)
+    app.config.setdefault("SOCK_SERVER_OPTIONS", {"ping_interval": app.config.get("SSE_HEARTBEAT", 15)})
+
+
+@bp.before_request
+def _require_login():
+    # Runs before the WebSocket handshake too, so an anonymous socket is refused with a plain 401.
+    if not current_user.is_authenticated:
+        return Response("Log in to receive reminders.\n", status=401, mimetype="text/plain", headers=NO_STORE)
+    return None
+
+
+def _after_param() -> int | None:
+    """The client's last outbox id from ?after=, validated like Last-Event-ID (None if absent or bad)."""
+    return sse.parse_last_event_id(request.args.get("after"))
+
+
+def _snapshot_response(user_id: int, event_id: int) -> Response:
+    try:
+        body = render_area(user_id)
+    finally:
+        db.session.remove()  # the connection goes back to the pool before the bytes go out
+    return Response(body, mimetype="text/html", headers={**NO_STORE, "X-Event-Id": str(event_id)})
+
+
+def _nothing_new(after: int) -> Response:
+    return Response(status=204, headers={**NO_STORE, "X-Event-Id": str(after)})
+
+
+def _is_current(after: int | None, newest: int) -> bool:
+    # An id from the future (another database, a typo) is as unknown as no id at all.
+    return after is not None and after == newest
+
+
+@bp.get("/events/area")
+def area():
+    """Polling: the reminder area now, or 204 if the client's `after` is already the newest id."""
+    user_id = current_user.id
+    after = _after_param()
+    try:
+        newest = latest_event_id((user_channel(user_id),))
+    finally:
+        db.session.remove()
+    if _is_current(after, newest):
+        return _nothing_new(after)
+    return _snapshot_response(user_id, newest)
+
+
+@bp.get("/events/wait")
+def wait():
+    """Long polling: the snapshot as soon as the user's channel has news after `after`, else 204."""
+    user_id = current_user.id
+    channel = user_channel(user_id)
+    after = _after_param()
+    broker = current_app.extensions["weighin_broker"]
+    timeout = float(current_app.config["LONGPOLL_TIMEOUT"])
+
+    # Subscribe before reading the newest id, so nothing committed in between is missed.
+    subscription = broker.subscribe((channel,), current_app.config["SSE_QUEUE_SIZE"])
+    try:
+        try:
+            newest = latest_event_id((channel,))
+        finally:
+            db.session.remove()
+        if not _is_current(after, newest):
+            return _snapshot_response(user_id, newest)
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                _, event_id = subscription.queue.get(timeout=remaining)
+            except Empty:
+                break
+            if subscription.overflowed or event_id > after:
+                # Whatever else is queued is covered by one fresh snapshot.
+                while not subscription.queue.empty():
+                    event_id = max(event_id, subscription.queue.get_nowait()[1])
+                return _snapshot_response(user_id, event_id)
+        return _nothing_new(after)
+    finally:
+        broker.unsubscribe(subscription)
+
+
+@sock.route("/events/ws", bp=bp)
+def websocket(ws):
+    """A WebSocket carrying the same snapshots as the stream, one JSON text frame each."""
+    config = current_app.config
+    user_id = current_user.id
+    channel = user_channel(user_id)
+    sent = _after_param()
+    broker = current_app.extensions["weighin_broker"]
+    heartbeat = config["SSE_HEARTBEAT"]
+    deadline = time.monotonic() + config["SSE_MAX_LIFETIME"] * random.uniform(0.8, 1.0)
+
+    def push(event_id: int) -> None:
+        try:
+            html = render_area(user_id)
+        finally:
+            db.session.remove()
+        ws.send(json.dumps({"id": event_id, "html": html}))
+
+    subscription = broker.subscribe((channel,), config["SSE_QUEUE_SIZE"])
+    try:
+        try:
+            newest = latest_event_id((channel,))
+        finally:
+            db.session.remove()
+        if not _is_current(sent, newest):
+            push(newest)
+            sent = newest
+        while ws.connected and (remaining := deadline - time.monotonic()) > 0:
+            try:
+                _, event_id = subscription.queue.get(timeout=min(heartbeat, remaining))
+            except Empty:
+                continue  # simple-websocket pings on its own; this only notices a closed socket
+            if subscription.overflowed:
+                ws.close(reason=1013, message="too slow; reconnect with ?after=")
+                return
+            while not subscription.queue.empty():
+                event_id = max(event_id, subscription.queue.get_nowait()[1])
+            if sent is not None and event_id <= sent:
+                continue
+            push(event_id)
+            sent = event_id
+        if ws.connected:
+            # Bounded lifetime, as for the stream: the client reconnects, maybe to another worker.
+            ws.close(reason=1001, message="lifetime over; reconnect with ?after=")
+    finally:
+        broker.unsubscribe(subscription)
