@@ -1,0 +1,294 @@
+"""The admin side's queries: who is inactive, page by page, and the overview counts.
+
+Paging is keyset ("seek") paging on (users.last_active_at, users.id), never OFFSET: each page is
+one range scan of ix_users_last_active_at that starts where the previous page ended, so page
+20 000 costs what page 1 costs. Query plans checked on SQLite and PostgreSQL, see
+docs/ADMIN.md ("Query plans").
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+import sqlalchemy as sa
+
+from ..extensions import db
+from ..models import AdminAction, Reminder, User
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+MAX_THRESHOLD_DAYS = 3650
+MAX_SEARCH_LENGTH = 254
+# What the "Show" filter narrows the inactive users to (the rule itself is always applied).
+KINDS = {
+    "any": "Everyone inactive",
+    "weight": "Stale weight (has logged a weight before)",
+    "goal": "Stale goal (has set a goal before)",
+    "never": "Never logged anything",
+}
+SORTS = {
+    "longest": "Longest inactive first",
+    "shortest": "Most recently inactive first",
+}
+# Largest id a PostgreSQL INTEGER holds; anything above cannot name a user.
+MAX_ID = 2**31 - 1
+WHOLE_NUMBER = re.compile(r"-?[0-9]{1,12}")
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """A position in the list: the (last_active_at, id) of a row that a page starts after or before."""
+
+    last_active_at: datetime
+    user_id: int
+
+    def encode(self) -> str:
+        micros = (self.last_active_at - EPOCH) // timedelta(microseconds=1)
+        return f"{micros}_{self.user_id}"
+
+    @classmethod
+    def decode(cls, raw: str) -> Cursor:
+        """Parse an encoded cursor; raises ValueError for anything a page link could not have made."""
+        micros, sep, user_id = raw.partition("_")
+        if not sep or not all(part.isascii() and part.isdigit() and len(part) <= 18 for part in (micros, user_id)):
+            raise ValueError(raw)
+        try:
+            moment = EPOCH + timedelta(microseconds=int(micros))
+        except OverflowError:
+            raise ValueError(raw) from None
+        if moment.year > 9000 or int(user_id) > MAX_ID:
+            raise ValueError(raw)
+        return cls(moment, int(user_id))
+
+    @classmethod
+    def of(cls, user: User) -> Cursor:
+        return cls(user.last_active_at, user.id)
+
+
+@dataclass
+class InactiveFilter:
+    """The admin's choice of who to list: parsed from query parameters, every bad value made sane."""
+
+    days: int
+    kind: str = "any"
+    search: str = ""
+    sort: str = "longest"
+    after: Cursor | None = None
+    before: Cursor | None = None
+    notices: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_args(cls, args, default_days: int) -> InactiveFilter:
+        """Read the filters from request args; a bad value falls back to its default with a notice."""
+        notices: list[str] = []
+        days = default_days
+        raw_days = (args.get("days") or "").strip()
+        if raw_days:
+            if not WHOLE_NUMBER.fullmatch(raw_days):
+                notices.append(f"“{raw_days[:40]}” is not a whole number of days; showing {default_days}.")
+            elif int(raw_days) < 1:
+                notices.append(f"The threshold must be at least 1 day; showing {default_days}.")
+            elif int(raw_days) > MAX_THRESHOLD_DAYS:
+                days = MAX_THRESHOLD_DAYS
+                notices.append(f"The threshold is at most {MAX_THRESHOLD_DAYS} days; showing {MAX_THRESHOLD_DAYS}.")
+            else:
+                days = int(raw_days)
+        kind = args.get("kind") or "any"
+        if kind not in KINDS:
+            notices.append("Unknown “Show” choice; showing everyone inactive.")
+            kind = "any"
+        sort = args.get("sort") or "longest"
+        if sort not in SORTS:
+            notices.append("Unknown sort order; showing the longest inactive first.")
+            sort = "longest"
+        search = (args.get("q") or "").strip()
+        if len(search) > MAX_SEARCH_LENGTH:
+            search = search[:MAX_SEARCH_LENGTH]
+            notices.append(f"The email search was cut to {MAX_SEARCH_LENGTH} characters.")
+        after = before = None
+        for name in ("after", "before"):
+            raw = args.get(name)
+            if not raw:
+                continue
+            try:
+                cursor = Cursor.decode(raw)
+            except ValueError:
+                notices.append("That page link was not valid; showing the first page.")
+                after = before = None
+                break
+            if name == "after":
+                after = cursor
+            else:
+                before = cursor
+        if after and before:
+            notices.append("A page link cannot go both ways; showing the first page.")
+            after = before = None
+        return cls(days, kind, search, sort, after, before, notices)
+
+    def params(self, **overrides) -> dict:
+        """Query parameters that reproduce this filter (without defaults), for links and forms."""
+        values = {"days": self.days, "kind": self.kind, "q": self.search, "sort": self.sort}
+        values.update(overrides)
+        return {key: value for key, value in values.items() if value not in (None, "", "any", "longest")}
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def inactive_users_query(flt: InactiveFilter, now: datetime):
+    """Users inactive for at least flt.days, narrowed by the filters; unordered and unpaged.
+
+    Inactive means the rule's own test: last_active_at (the latest of sign-up, last weight entry
+    and last goal change) at or before now - days, so a user inactive exactly `days` is listed.
+    """
+    cutoff = now - timedelta(days=flt.days)
+    query = db.select(User).where(User.last_active_at <= cutoff)
+    if flt.kind == "weight":
+        query = query.where(User.last_weight_at.is_not(None))
+    elif flt.kind == "goal":
+        query = query.where(User.last_goal_at.is_not(None))
+    elif flt.kind == "never":
+        query = query.where(User.last_weight_at.is_(None), User.last_goal_at.is_(None))
+    if flt.search:
+        # A substring search cannot use the email index; the range on last_active_at bounds the walk.
+        query = query.where(User.email.ilike(f"%{_escape_like(flt.search.lower())}%", escape="\\"))
+    return query
+
+
+def _seek(query, cursor: Cursor, ascending: bool):
+    """Rows strictly after the cursor in the given direction of (last_active_at, id).
+
+    Written as `col >= x AND (col > x OR id > y)` rather than a row-value comparison so that
+    both SQLite and PostgreSQL see a plain range on the indexed column.
+    """
+    at, user_id = cursor.last_active_at, cursor.user_id
+    if ascending:
+        return query.where(User.last_active_at >= at, sa.or_(User.last_active_at > at, User.id > user_id))
+    return query.where(User.last_active_at <= at, sa.or_(User.last_active_at < at, User.id < user_id))
+
+
+def _ordered(query, ascending: bool):
+    if ascending:
+        return query.order_by(User.last_active_at.asc(), User.id.asc())
+    return query.order_by(User.last_active_at.desc(), User.id.desc())
+
+
+@dataclass
+class Page:
+    users: list[User]
+    next_cursor: Cursor | None
+    prev_cursor: Cursor | None
+
+
+def inactive_users_page(flt: InactiveFilter, now: datetime, size: int) -> Page:
+    """One page of the inactive list, by keyset: LIMIT size+1 after (or before) the cursor."""
+    # "Longest inactive first" is the oldest last_active_at first.
+    forward = flt.sort == "longest"
+    base = inactive_users_query(flt, now)
+    if flt.before is not None:
+        rows = list(db.session.scalars(_ordered(_seek(base, flt.before, not forward), not forward).limit(size + 1)))
+        more_before = len(rows) > size
+        users = list(reversed(rows[:size]))
+        return Page(
+            users,
+            next_cursor=Cursor.of(users[-1]) if users else None,
+            prev_cursor=Cursor.of(users[0]) if users and more_before else None,
+        )
+    query = base if flt.after is None else _seek(base, flt.after, forward)
+    rows = list(db.session.scalars(_ordered(query, forward).limit(size + 1)))
+    users = rows[:size]
+    return Page(
+        users,
+        next_cursor=Cursor.of(users[-1]) if len(rows) > size else None,
+        prev_cursor=Cursor.of(users[0]) if flt.after is not None and users else None,
+    )
+
+
+def iter_inactive_users(flt: InactiveFilter, now: datetime, batch: int = 1000):
+    """Every user the filter lists, in its order, fetched by keyset in batches (for the CSV)."""
+    forward = flt.sort == "longest"
+    base = inactive_users_query(flt, now)
+    cursor: Cursor | None = None
+    while True:
+        query = base if cursor is None else _seek(base, cursor, forward)
+        rows = list(db.session.scalars(_ordered(query, forward).limit(batch)))
+        yield from rows
+        if len(rows) < batch:
+            return
+        cursor = Cursor.of(rows[-1])
+        db.session.expunge_all()  # keep memory flat over a million rows
+
+
+def latest_reminders(user_ids: list[int]) -> dict[int, Reminder]:
+    """Each user's newest reminder (by id, which grows with time), in one indexed query."""
+    if not user_ids:
+        return {}
+    newest = (
+        db.select(sa.func.max(Reminder.id)).where(Reminder.user_id.in_(user_ids)).group_by(Reminder.user_id)
+    )
+    reminders = db.session.scalars(db.select(Reminder).where(Reminder.id.in_(newest)))
+    return {reminder.user_id: reminder for reminder in reminders}
+
+
+def emails_by_id(user_ids) -> dict[int, str]:
+    """Emails of the given users (for "reminded by ..."), in one query."""
+    ids = {user_id for user_id in user_ids if user_id is not None}
+    if not ids:
+        return {}
+    return dict(db.session.execute(db.select(User.id, User.email).where(User.id.in_(ids))).all())
+
+
+def reminder_state(user: User, latest: Reminder | None) -> str:
+    """What the table says about a user's reminders: none, open, dismissed or reminders off."""
+    if not user.reminders_enabled:
+        return "reminders off"
+    if latest is not None and latest.status in ("open", "dismissed"):
+        return latest.status
+    return "none"
+
+
+def days_inactive(user: User, now: datetime) -> int:
+    return max(0, (now - user.last_active_at).days)
+
+
+@dataclass
+class Overview:
+    users: int
+    active_7_days: int
+    inactive: int
+    open_reminders: int
+    dismissed_this_week: int
+
+
+def overview_counts(now: datetime, after_days: int) -> Overview:
+    """The counts at the top of the page; each but the total is a range on an indexed column."""
+    week_ago = now - timedelta(days=7)
+    total = db.session.scalar(db.select(sa.func.count()).select_from(User)) or 0
+    active_7 = db.session.scalar(
+        db.select(sa.func.count()).select_from(User).where(User.last_active_at > week_ago)
+    ) or 0
+    inactive = db.session.scalar(
+        db.select(sa.func.count()).select_from(User).where(User.last_active_at <= now - timedelta(days=after_days))
+    ) or 0
+    open_reminders = db.session.scalar(
+        db.select(sa.func.count()).select_from(Reminder).where(Reminder.open_for_user_id.is_not(None))
+    ) or 0
+    dismissed = db.session.scalar(
+        db.select(sa.func.count()).select_from(Reminder).where(
+            Reminder.ended_at >= week_ago, Reminder.status == "dismissed"
+        )
+    ) or 0
+    return Overview(total, active_7, inactive, open_reminders, dismissed)
+
+
+def recent_admin_actions(actions: tuple[str, ...], limit: int = 10) -> list[AdminAction]:
+    """The newest audit rows of the given kinds, with who did it to whom."""
+    return list(db.session.scalars(
+        db.select(AdminAction)
+        .where(AdminAction.action.in_(actions))
+        .order_by(AdminAction.created_at.desc(), AdminAction.id.desc())
+        .options(sa.orm.joinedload(AdminAction.admin), sa.orm.joinedload(AdminAction.user))
+        .limit(limit)
+    ))
