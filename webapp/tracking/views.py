@@ -1,9 +1,82 @@
-"""Tracking views."""
+"""Tracking views: the dashboard with its quick-add form, the weight history, the goal and the export.
 
-from flask import Blueprint, redirect, render_template, url_for
+Only a NEW entry counts as activity (record_weight_logged): logging a weight is what the reminder
+rule asks for, while correcting or deleting an old entry is bookkeeping and leaves the clocks alone.
+Setting the goal, even to the same value, counts as a goal change.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
+from ..extensions import db
+from ..models import GoalChange, User, WeightEntry
+from ..reminders.lifecycle import record_goal_changed, record_weight_logged
+from ..timeutil import get_zone, utcnow
+from ..units import format_weight, from_grams, input_value
+from ..web import is_htmx, render_page_or_fragment
+from .chart import build_chart
+from .forms import EntryForm, GoalForm, local_input_value
+from .trend import summarize
+
 bp = Blueprint("tracking", __name__)
+
+ENTRIES_PER_PAGE = 20
+RECENT_ENTRIES = 5
+GOAL_HISTORY = 20
+# Ids beyond a 32-bit integer cannot exist here; refusing them early keeps the database driver
+# from raising an overflow error (a 500) on a tampered URL.
+MAX_ID = 2**31 - 1
+MAX_PAGE = 100_000
+
+
+def _user() -> User:
+    return current_user._get_current_object()
+
+
+def _entry_form(user: User, **kwargs) -> EntryForm:
+    return EntryForm(unit=user.unit, zone=get_zone(user.timezone), **kwargs)
+
+
+def _own_entry(entry_id: int) -> WeightEntry:
+    """The current user's entry with this id; 404 for anyone else's, so ids do not leak."""
+    entry = db.session.get(WeightEntry, entry_id) if entry_id <= MAX_ID else None
+    if entry is None or entry.user_id != current_user.id:
+        abort(404)
+    return entry
+
+
+def _dashboard_context(user: User, form: EntryForm | None = None, message: str | None = None,
+                       submitted: bool = False) -> dict:
+    """What the dashboard page and its live fragment show, computed from the user's whole log."""
+    zone = get_zone(user.timezone)
+    entries = db.session.execute(
+        db.select(WeightEntry.measured_at, WeightEntry.mass_g).where(WeightEntry.user_id == user.id)
+    ).all()
+    goal = user.current_goal()
+    summary = summarize(
+        [(measured_at, grams) for measured_at, grams in entries],
+        zone,
+        target_g=goal.target_g if goal else None,
+        start_g=goal.start_g if goal else None,
+        goal_set_at=goal.created_at if goal else None,
+    )
+    if form is None:
+        form = _entry_form(user)
+        form.prefill_now()
+    return {
+        "summary": summary,
+        "goal": goal,
+        "chart": build_chart(summary.points, summary.target_g, user.unit),
+        "recent": db.session.scalars(user.entries_query().limit(RECENT_ENTRIES)).all(),
+        "form": form,
+        "message": message,
+        "submitted": submitted,
+    }
 
 
 @bp.get("/")
@@ -16,4 +89,160 @@ def index():
 @bp.get("/dashboard")
 @login_required
 def dashboard():
-    return render_template("tracking/dashboard.html")
+    """Where the user stands: stats, chart, recent entries and the quick-add form."""
+    return render_page_or_fragment(
+        "tracking/dashboard.html", "tracking/_dashboard_live.html", **_dashboard_context(_user())
+    )
+
+
+@bp.post("/entries")
+@login_required
+def add_entry():
+    """Log a weight (the quick-add form); htmx gets the refreshed dashboard fragment back."""
+    user = _user()
+    form = _entry_form(user)
+    if not form.validate_on_submit():
+        return render_page_or_fragment(
+            "tracking/dashboard.html", "tracking/_dashboard_live.html", status=422,
+            **_dashboard_context(user, form=form, submitted=True),
+        )
+    now = form.now
+    entry = WeightEntry(
+        user_id=user.id, measured_at=form.measured_at_utc, mass_g=form.grams,
+        note=form.note.data or "", created_at=now, updated_at=now,
+    )
+    db.session.add(entry)
+    record_weight_logged(user, now)  # same transaction: the clock, the reminder and the outbox
+    db.session.commit()
+    message = f"Logged {format_weight(entry.mass_g, user.unit, places=2)}."
+    if is_htmx():
+        return render_page_or_fragment(
+            "tracking/dashboard.html", "tracking/_dashboard_live.html",
+            **_dashboard_context(user, message=message, submitted=True),
+        )
+    flash(message, "success")
+    return redirect(url_for("tracking.dashboard"))
+
+
+@bp.get("/entries")
+@login_required
+def history():
+    """Every entry, newest first, a page at a time."""
+    user = _user()
+    page = min(max(request.args.get("page", 1, type=int), 1), MAX_PAGE)
+    pagination = db.paginate(user.entries_query(), page=page, per_page=ENTRIES_PER_PAGE, error_out=False)
+    return render_template("tracking/history.html", pagination=pagination)
+
+
+@bp.route("/entries/<int:entry_id>/edit", methods=["GET", "POST"])
+@login_required
+def edit_entry(entry_id: int):
+    """Correct an entry's weight, time or note; not counted as activity."""
+    user = _user()
+    entry = _own_entry(entry_id)
+    zone = get_zone(user.timezone)
+    shown_weight = input_value(entry.mass_g, user.unit)
+    form = _entry_form(user)
+    if request.method == "GET":
+        form.weight.data = shown_weight
+        form.measured_at.data = form.measured_at_default.data = local_input_value(entry.measured_at, zone)
+        form.note.data = entry.note
+    elif form.validate_on_submit():
+        # Untouched fields keep their stored value, so the minute-wide field and a unit
+        # conversion cannot nudge an entry that was only opened to fix its note.
+        if form.weight.data != shown_weight:
+            entry.mass_g = form.grams
+        if form.measured_at.data != local_input_value(entry.measured_at, zone):
+            entry.measured_at = form.measured_at_utc
+        entry.note = form.note.data or ""
+        entry.updated_at = utcnow()
+        db.session.commit()
+        flash("Entry updated.", "success")
+        return redirect(url_for("tracking.history"))
+    status = 422 if form.errors else 200
+    return render_template("tracking/edit.html", form=form, entry=entry), status
+
+
+@bp.route("/entries/<int:entry_id>/delete", methods=["GET", "POST"])
+@login_required
+def delete_entry(entry_id: int):
+    """Ask first (GET), then delete (POST)."""
+    entry = _own_entry(entry_id)
+    if request.method == "POST":
+        db.session.delete(entry)
+        db.session.commit()
+        flash("Entry deleted.", "success")
+        return redirect(url_for("tracking.history"))
+    return render_template("tracking/delete.html", entry=entry)
+
+
+@bp.route("/goal", methods=["GET", "POST"])
+@login_required
+def goal():
+    """Set or change the goal weight; every setting is kept as history."""
+    user = _user()
+    current = user.current_goal()
+    form = GoalForm(unit=user.unit)
+    if request.method == "GET" and current is not None:
+        form.target.data = input_value(current.target_g, user.unit)
+    if form.validate_on_submit():
+        now = form.now
+        summary = summarize(
+            [tuple(row) for row in db.session.execute(
+                db.select(WeightEntry.measured_at, WeightEntry.mass_g).where(WeightEntry.user_id == user.id)
+            )],
+            get_zone(user.timezone),
+        )
+        # Where the goal starts decides whether it means losing or gaining: the trend now,
+        # or nothing yet (the dashboard then takes the first trend after this moment).
+        start = round(summary.trend_g) if summary.trend_g is not None else None
+        db.session.add(GoalChange(user_id=user.id, target_g=form.grams, start_g=start, created_at=now))
+        record_goal_changed(user, now)
+        db.session.commit()
+        flash(f"Goal set to {format_weight(form.grams, user.unit, places=2)}.", "success")
+        return redirect(url_for("tracking.dashboard"))
+    history = db.session.scalars(
+        db.select(GoalChange).where(GoalChange.user_id == user.id)
+        .order_by(GoalChange.created_at.desc(), GoalChange.id.desc()).limit(GOAL_HISTORY)
+    ).all()
+    status = 422 if form.errors else 200
+    return render_template("tracking/goal.html", form=form, current=current, history=history), status
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: str) -> str:
+    """A cell a spreadsheet will show as text, never run as a formula (CSV injection)."""
+    if value and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+@bp.get("/export.csv")
+@login_required
+def export_csv():
+    """Download one's own entries as CSV, oldest first, times in the user's zone with offset."""
+    user = _user()
+    zone = get_zone(user.timezone)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(["measured_at", "weight_kg", "weight", "unit", "note"])
+    rows = db.session.scalars(
+        db.select(WeightEntry).where(WeightEntry.user_id == user.id)
+        .order_by(WeightEntry.measured_at, WeightEntry.id)
+    )
+    for entry in rows:
+        writer.writerow([
+            entry.measured_at.astimezone(zone).isoformat(timespec="seconds"),
+            f"{from_grams(entry.mass_g, 'kg'):.3f}",
+            input_value(entry.mass_g, user.unit),
+            user.unit,
+            spreadsheet_safe(entry.note),
+        ])
+    filename = f"weighin-{utcnow().astimezone(zone):%Y-%m-%d}.csv"
+    return Response(
+        out.getvalue(),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
+    )

@@ -1,0 +1,109 @@
+"""Tracking forms: a weight entry and the goal. Labels are what people and tests find fields by.
+
+Weights are typed in the user's unit and parsed by webapp.units (one set of rules everywhere);
+dates are typed in the user's time zone and stored in UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone, tzinfo
+
+from flask_wtf import FlaskForm
+from wtforms import HiddenField, StringField
+from wtforms.validators import Length, ValidationError
+from wtforms.widgets import DateTimeLocalInput
+
+from ..timeutil import utcnow
+from ..units import WeightError, parse_weight
+
+LOCAL_FORMATS = ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S")
+INPUT_FORMAT = "%Y-%m-%dT%H:%M"
+EARLIEST_YEAR = 1900
+
+
+def _strip(value):
+    return value.strip() if isinstance(value, str) else value
+
+
+def local_input_value(moment: datetime, zone: tzinfo) -> str:
+    """An aware time as a datetime-local field shows it in `zone`, to the minute."""
+    return moment.astimezone(zone).strftime(INPUT_FORMAT)
+
+
+def parse_local(text: str | None, zone: tzinfo, now: datetime) -> datetime:
+    """A date and time typed in `zone` as an aware UTC datetime; raises ValidationError with the message."""
+    value = (text or "").strip()
+    if not value:
+        raise ValidationError("Enter the date and time.")
+    for fmt in LOCAL_FORMATS:
+        try:
+            naive = datetime.strptime(value, fmt)
+            break
+        except ValueError:
+            continue
+    else:
+        raise ValidationError("Enter a date and time such as 2025-03-01 07:30.")
+    if naive.year < EARLIEST_YEAR:
+        raise ValidationError(f"Enter a date from {EARLIEST_YEAR} on.")
+    moment = naive.replace(tzinfo=zone)
+    # The field only shows minutes, so anything within the current minute is "now", not the future.
+    if moment > now.replace(second=59, microsecond=999999):
+        raise ValidationError("That date and time is in the future.")
+    return moment.astimezone(timezone.utc)
+
+
+class _UserForm(FlaskForm):
+    """A form that knows the user's unit, time zone and the current time for its checks."""
+
+    def __init__(self, *args, unit: str = "kg", zone: tzinfo | None = None, now: datetime | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.unit = unit
+        self.zone = zone
+        self.now = now or utcnow()
+        self.grams: int | None = None
+
+
+class EntryForm(_UserForm):
+    weight = StringField("Weight", filters=[_strip])
+    measured_at = StringField("Date and time", widget=DateTimeLocalInput(), filters=[_strip])
+    # The value the form was rendered with: an untouched field means "now", even if the page
+    # stood open for hours before the weight was typed in.
+    measured_at_default = HiddenField()
+    note = StringField(
+        "Note (optional)",
+        filters=[_strip],
+        validators=[Length(max=500, message="Keep the note to 500 characters or fewer.")],
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.measured_at_utc: datetime | None = None
+
+    def prefill_now(self) -> None:
+        """Show the current time in the user's zone as the default date and time."""
+        value = local_input_value(self.now, self.zone)
+        self.measured_at.data = value
+        self.measured_at_default.data = value
+
+    def validate_weight(self, field):
+        try:
+            self.grams = parse_weight(field.data, self.unit)
+        except WeightError as error:
+            raise ValidationError(str(error)) from None
+
+    def validate_measured_at(self, field):
+        if field.data and field.data == self.measured_at_default.data:
+            self.measured_at_utc = self.now
+            return
+        self.measured_at_utc = parse_local(field.data, self.zone, self.now)
+
+
+class GoalForm(_UserForm):
+    target = StringField("Goal weight", filters=[_strip])
+
+    def validate_target(self, field):
+        try:
+            self.grams = parse_weight(field.data, self.unit)
+        except WeightError as error:
+            raise ValidationError(str(error)) from None
+
