@@ -3,55 +3,119 @@
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 
 import click
-from flask import Flask
+from flask import Flask, current_app
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
+from .accounts.emails import validated_email
+from .accounts.forms import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
+from .accounts.views import new_user
 from .extensions import db
 from .models import User
-from .timeutil import utcnow
+
+NOT_MIGRATED = "The database is not set up yet: run `flask --app wsgi db upgrade` first."
 
 
-def _valid_email(value: str) -> str:
-    from email_validator import EmailNotValidError, validate_email
-
+@contextmanager
+def _database_ready():
+    """Turn 'no such table' and 'cannot connect' into one line a person can act on."""
     try:
-        return validate_email(value.strip(), check_deliverability=False).normalized.lower()
-    except EmailNotValidError as error:
+        yield
+    except (OperationalError, ProgrammingError) as error:
+        db.session.rollback()
+        message = str(error.orig) if error.orig is not None else str(error)
+        if "no such table" in message or ("relation" in message and "does not exist" in message):
+            raise click.ClickException(NOT_MIGRATED) from None
+        raise click.ClickException(f"The database cannot be reached: {message.splitlines()[0]}") from None
+
+
+def _email_argument(ctx, param, value: str) -> str:
+    try:
+        return validated_email(value)
+    except ValueError as error:
         raise click.BadParameter(str(error)) from None
 
 
-@click.command("create-admin")
-@click.argument("email")
-@click.option("--password-stdin", is_flag=True, help="Read the password from standard input instead of asking.")
-def create_admin(email, password_stdin):
-    """Create an admin account for EMAIL, or make an existing account an admin."""
-    email = _valid_email(email)
-    try:
-        user = db.session.scalar(db.select(User).where(User.email == email))
-    except (OperationalError, ProgrammingError):
-        raise click.ClickException("The database is not set up yet: run `flask --app wsgi db upgrade` first.") from None
-    if user is not None and not password_stdin:
-        user.is_admin = True
-        db.session.commit()
-        click.echo(f"{email} is now an admin (password unchanged).")
-        return
-    if password_stdin:
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    if len(password) < 8:
-        raise click.BadParameter("the password must have at least 8 characters", param_hint="password")
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise click.ClickException(f"The password must have at least {MIN_PASSWORD_LENGTH} characters.")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise click.ClickException(f"The password must have at most {MAX_PASSWORD_LENGTH} characters.")
+    return password
+
+
+@click.command("create-admin")
+@click.argument("email", callback=_email_argument)
+@click.option("--password-stdin", is_flag=True,
+              help="Read the password from the first line of standard input instead of asking.")
+def create_admin(email: str, password_stdin: bool) -> None:
+    """Create an admin account for EMAIL, or make an existing account an admin.
+
+    For a new account it asks for a password twice (or reads it with --password-stdin).
+    An existing account keeps its password unless --password-stdin gives a new one.
+    """
+    with _database_ready():
+        user = db.session.scalar(db.select(User).where(User.email == email))
+    if user is not None and not password_stdin:
+        if user.is_admin:
+            click.echo(f"{email} is already an admin (password unchanged).")
+            return
+        user.is_admin = True
+        with _database_ready():
+            db.session.commit()
+        click.echo(f"{email} is now an admin (password unchanged).")
+        return
+    password = _read_password(password_stdin)
     if user is None:
-        now = utcnow()
-        user = User(email=email, created_at=now, last_active_at=now, reminder_clock=now)
+        user = new_user(email, password)
         db.session.add(user)
-    user.set_password(password)
+    else:
+        user.set_password(password)
     user.is_admin = True
-    db.session.commit()
+    with _database_ready():
+        db.session.commit()
     click.echo(f"Admin {email} is ready.")
+
+
+@click.command("demo")
+@click.option("--if-empty", is_flag=True, help="Do nothing (and succeed) if the database has any user already.")
+@click.option("--seed", type=click.IntRange(min=0), default=None,
+              help="Seed for the sample history, for the same data on every run.")
+@click.option("--no-scan", is_flag=True, help="Do not run a reminder scan afterwards.")
+def demo_command(if_empty: bool, seed: int | None, no_scan: bool) -> None:
+    """Fill the database with sample users, weeks of backdated history and an admin account.
+
+    Several sample users have been idle for longer than REMINDER_AFTER_DAYS, so the admin page
+    shows inactive users at once. Running it again adds only what is missing.
+    """
+    from .demo import ADMIN_EMAIL, fill_demo_data
+
+    with _database_ready():
+        if if_empty and db.session.scalar(db.select(User.id).limit(1)) is not None:
+            click.echo("The database has users already; no demo data added.")
+            return
+        result = fill_demo_data(after_days=current_app.config["REMINDER_AFTER_DAYS"], seed=seed,
+                                scan_reminders=not no_scan)
+
+    if result.users_created:
+        click.echo(f"Added {len(result.users_created)} sample users with {result.entries_created} weights "
+                   f"and {result.goals_created} goal changes; {result.reminders_opened} reminder(s) opened.")
+        click.echo(f"Sample users ({result.users_created[0]} and others) share the password: "
+                   f"{result.sample_password}")
+    if result.users_skipped:
+        click.echo(f"{len(result.users_skipped)} sample users were there already and were left alone.")
+    if result.admin_password:
+        click.echo(f"Admin account: {ADMIN_EMAIL}  password: {result.admin_password}")
+    elif result.admin_skipped:
+        click.echo(f"{ADMIN_EMAIL} exists already; its password is unchanged.")
 
 
 def init_app(app: Flask) -> None:
     app.cli.add_command(create_admin)
+    app.cli.add_command(demo_command)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -12,20 +14,29 @@ class ConfigError(ValueError):
     """A configuration value is missing or malformed; the message says which and why."""
 
 
-def _int_env(env, name: str, default: int, minimum: int, maximum: int) -> int:
+# Digits only (ASCII): int() would also accept "1_000", " +5" or Arabic-Indic digits.
+_INTEGER = re.compile(r"-?[0-9]+")
+MIN_SECRET_KEY_LENGTH = 16
+DATABASE_SCHEMES = {"sqlite", "sqlite+pysqlite", "postgresql+psycopg"}
+BROKER_SCHEMES = {"memory", "redis", "rediss"}
+
+
+def _int_env(env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int) -> int:
+    """An integer variable within [minimum, maximum], or the default when unset or blank."""
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
-    try:
-        value = int(raw.strip(), 10)
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    text = raw.strip()
+    if not _INTEGER.fullmatch(text) or len(text) > 12:
+        raise ConfigError(f"{name} must be a whole number from {minimum} to {maximum}, got {raw!r}")
+    value = int(text)
     if not minimum <= value <= maximum:
-        raise ConfigError(f"{name} must be between {minimum} and {maximum}, got {value}")
+        raise ConfigError(f"{name} must be a whole number from {minimum} to {maximum}, got {value}")
     return value
 
 
-def _bool_env(env, name: str, default: bool) -> bool:
+def _bool_env(env: Mapping[str, str], name: str, default: bool) -> bool:
+    """A yes/no variable, or the default when unset or blank."""
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -37,11 +48,12 @@ def _bool_env(env, name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be one of 1/0, true/false, yes/no, on/off; got {raw!r}")
 
 
-def _secret_key(env, instance_path: Path, embedded: bool) -> str:
+def _secret_key(env: Mapping[str, str], instance_path: Path, embedded: bool) -> str:
+    """SECRET_KEY from the environment; the embedded default generates one into instance/ once."""
     key = env.get("SECRET_KEY", "").strip()
     if key:
-        if len(key) < 16:
-            raise ConfigError("SECRET_KEY must be at least 16 characters long")
+        if len(key) < MIN_SECRET_KEY_LENGTH:
+            raise ConfigError(f"SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters long")
         return key
     if not embedded:
         raise ConfigError(
@@ -50,43 +62,79 @@ def _secret_key(env, instance_path: Path, embedded: bool) -> str:
         )
     # The embedded default keeps one generated key so sessions survive restarts.
     key_file = instance_path / "secret_key"
-    if key_file.exists():
-        return key_file.read_text().strip()
-    instance_path.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(48)
-    key_file.write_text(key)
-    key_file.chmod(0o600)
+    try:
+        if key_file.exists():
+            key = key_file.read_text().strip()
+            if len(key) >= MIN_SECRET_KEY_LENGTH:
+                return key
+        key = secrets.token_urlsafe(48)
+        key_file.write_text(key)
+        key_file.chmod(0o600)
+    except OSError as error:
+        raise ConfigError(f"cannot read or write the generated secret key at {key_file}: {error.strerror}") from None
     return key
 
 
-def _database_url(env, instance_path: Path) -> str:
+def _database_url(env: Mapping[str, str], instance_path: Path) -> str:
+    """DATABASE_URL, normalised to the psycopg 3 driver; SQLite under instance/ by default."""
     url = env.get("DATABASE_URL", "").strip()
     if not url:
         return f"sqlite:///{instance_path / 'weighin.db'}"
-    scheme = urlsplit(url).scheme
-    if scheme == "postgres" or scheme == "postgresql":
+    scheme = urlsplit(url).scheme if "://" in url else ""
+    if scheme in {"postgres", "postgresql"}:
         # Plain postgresql:// would pick psycopg2, which is not installed.
         url = "postgresql+psycopg" + url[len(scheme):]
         scheme = "postgresql+psycopg"
-    if scheme not in {"sqlite", "postgresql+psycopg"}:
+    if scheme not in DATABASE_SCHEMES:
+        shown = f"scheme {scheme!r}" if scheme else "no scheme"
         raise ConfigError(
-            f"DATABASE_URL must start with sqlite:/// or postgresql+psycopg://, got scheme {scheme!r}"
+            f"DATABASE_URL must start with sqlite:/// or postgresql+psycopg:// (or postgresql://), got {shown}"
         )
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+        parsed.port  # noqa: B018 - a malformed port only raises when read
+    except (ArgumentError, ValueError):
+        raise ConfigError("DATABASE_URL is not a valid database URL (check the host, port and database name)") from None
+    if scheme.startswith("postgresql") and not parsed.database:
+        raise ConfigError("DATABASE_URL for PostgreSQL must name a database, as in postgresql://user@host:5432/weighin")
     return url
 
 
-def _broker_url(env) -> str:
+def _broker_url(env: Mapping[str, str]) -> str:
+    """BROKER_URL: memory:// in one process, redis:// to fan out between workers and hosts."""
     url = env.get("BROKER_URL", "").strip() or "memory://"
-    scheme = urlsplit(url).scheme
-    if scheme not in {"memory", "redis", "rediss"}:
-        raise ConfigError(f"BROKER_URL must be memory:// or redis://host:port/db, got {url!r}")
+    parts = urlsplit(url)
+    if parts.scheme not in BROKER_SCHEMES or "://" not in url:
+        raise ConfigError(f"BROKER_URL must be memory:// or redis://host:6379/0, got {url!r}")
+    if parts.scheme.startswith("redis"):
+        try:
+            parts.port  # noqa: B018 - a malformed port only raises when read
+        except ValueError:
+            raise ConfigError(f"BROKER_URL has an invalid port: {url!r}") from None
+        if not parts.hostname and not parts.path.strip("/"):
+            raise ConfigError(f"BROKER_URL must name the Redis host, as in redis://localhost:6379/0; got {url!r}")
+        database = parts.path.strip("/")
+        if database and not database.isdigit():
+            raise ConfigError(f"BROKER_URL's database must be a number, as in redis://localhost:6379/0; got {url!r}")
     return url
 
 
-def load_config(instance_path: str | os.PathLike, env=None) -> dict:
+def rate_limit_storage_uri(broker_url: str) -> str:
+    """Where failed logins are counted: the Redis of the broker, so all workers share one count."""
+    return broker_url if broker_url.startswith("redis") else "memory://"
+
+
+def load_config(instance_path: str | os.PathLike, env: Mapping[str, str] | None = None) -> dict:
     """Build the Flask config mapping from the environment (os.environ by default)."""
     env = os.environ if env is None else env
     instance = Path(instance_path)
+    try:
+        instance.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"cannot create the instance folder {instance}: {error.strerror}") from None
     database_url = _database_url(env, instance)
     broker_url = _broker_url(env)
     embedded = database_url.startswith("sqlite") and broker_url.startswith("memory")
@@ -109,6 +157,6 @@ def load_config(instance_path: str | os.PathLike, env=None) -> dict:
         "REMEMBER_COOKIE_SAMESITE": "Lax",
         "REMEMBER_COOKIE_SECURE": secure_cookies,
         "PROXY_FIX": _int_env(env, "PROXY_FIX", 0, 0, 5),
-        "RATELIMIT_STORAGE_URI": broker_url if broker_url.startswith("redis") else "memory://",
+        "RATELIMIT_STORAGE_URI": rate_limit_storage_uri(broker_url),
         "EMBEDDED": embedded,
     }

@@ -2,49 +2,76 @@
 
 from __future__ import annotations
 
-from flask import Flask, render_template, request
+import logging
+
+from flask import Flask, current_app, render_template, request
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.exceptions import HTTPException
 
 from .extensions import db
+
+log = logging.getLogger(__name__)
 
 MESSAGES = {
     400: "The request could not be understood.",
     403: "You do not have access to that page.",
-    404: "There is nothing here.",
+    404: "There is nothing here. Check the address, or go back to your dashboard.",
     405: "That action is not allowed here.",
     413: "That request is too large.",
-    429: "Too many attempts. Please wait a little and try again.",
-    500: "Something went wrong on our side. Nothing you entered was lost; please try again.",
+    429: "Too many requests. Please wait a little and try again.",
+    500: "Something went wrong on our side. Please try again in a moment.",
 }
+CSRF_MESSAGE = "Your form expired or came from somewhere else. Reload the page and try again."
+
+# Headers of the original error that a client needs: which methods are allowed, when to retry.
+_KEPT_HEADERS = ("Allow", "Retry-After")
 
 
-def _render_error(code: int, message: str):
-    template = "errors/_error.html" if request.headers.get("HX-Request") == "true" else "errors/error.html"
-    return render_template(template, code=code, message=message), code
+def _render_error(code: int, message: str, headers: dict | None = None):
+    """The error page, or only its panel for an htmx request; a bare page if even that fails."""
+    fragment = request.headers.get("HX-Request") == "true"
+    template = "errors/_error.html" if fragment else "errors/error.html"
+    try:
+        body = render_template(template, code=code, message=message)
+    except Exception:
+        # The layout reads the session user and the reminder from the database; when that is
+        # what failed, a page that needs nothing still beats Werkzeug's bare 500.
+        log.exception("rendering the %s error page failed", code)
+        _rollback_quietly()
+        body = render_template("errors/plain.html", code=code, message=message)
+    response_headers = {"Vary": "HX-Request"}
+    response_headers.update(headers or {})
+    return body, code, response_headers
+
+
+def _rollback_quietly() -> None:
+    try:
+        db.session.rollback()
+    except Exception:  # the database itself may be what is down
+        log.warning("rollback after an error failed", exc_info=True)
 
 
 def _http_error(error: HTTPException):
     code = error.code or 500
-    message = MESSAGES.get(code, error.description or "Something went wrong.")
-    if code == 429 and error.description:
-        message = error.description
-    return _render_error(code, message)
+    message = MESSAGES.get(code) or error.description or "Something went wrong."
+    headers = {name: value for name, value in error.get_headers() if name in _KEPT_HEADERS}
+    return _render_error(code, message, headers)
 
 
 def _csrf_error(error: CSRFError):
-    return _render_error(400, "Your form expired or came from somewhere else. Reload the page and try again.")
+    return _render_error(400, CSRF_MESSAGE)
 
 
 def _unhandled(error: Exception):
-    db.session.rollback()
     if isinstance(error, HTTPException):
         return _http_error(error)
+    # A registered handler means Flask no longer logs the exception; it must not vanish.
+    current_app.logger.exception("unhandled error on %s %s", request.method, request.path)
+    _rollback_quietly()
     return _render_error(500, MESSAGES[500])
 
 
 def init_app(app: Flask) -> None:
     app.register_error_handler(CSRFError, _csrf_error)
     app.register_error_handler(HTTPException, _http_error)
-    app.register_error_handler(InternalServerError, _unhandled)
     app.register_error_handler(Exception, _unhandled)

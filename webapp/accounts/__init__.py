@@ -4,12 +4,17 @@ from flask import Flask
 
 from ..extensions import db, login_manager
 from ..models import User
+from . import throttle
 from .views import bp
+
+# Ids come back from signed cookies, but a leaked key must still not crash a query: stay
+# within PostgreSQL's INTEGER.
+_MAX_USER_ID = 2**31 - 1
 
 
 @login_manager.user_loader
 def _load_user(user_id: str):
-    if not user_id.isdigit():
+    if not (user_id.isascii() and user_id.isdigit() and len(user_id) <= 10 and int(user_id) <= _MAX_USER_ID):
         return None
     return db.session.get(User, int(user_id))
 
@@ -19,6 +24,7 @@ def init_app(app: Flask) -> None:
     login_manager.login_message = "Please log in to see that page."
     login_manager.login_message_category = "info"
     login_manager.session_protection = "basic"
+    throttle.init_app(app)
 
 
 __all__ = ["bp", "init_app"]

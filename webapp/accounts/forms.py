@@ -1,53 +1,100 @@
 """Account forms; labels are what people and tests find fields by."""
 
+from __future__ import annotations
+
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, PasswordField, SelectField, StringField
-from wtforms.validators import DataRequired, Email, Length, ValidationError
+from wtforms.validators import DataRequired, Length, ValidationError
 
 from ..timeutil import timezone_names
+from .emails import MAX_EMAIL_LENGTH, normalise_email, validated_email
+
+MIN_PASSWORD_LENGTH = 8
+MAX_PASSWORD_LENGTH = 200
+MAX_DISPLAY_NAME_LENGTH = 80
+UNITS = [("kg", "Kilograms (kg)"), ("lb", "Pounds (lb)")]
 
 
-def _normalise_email(value):
-    return value.strip().lower() if isinstance(value, str) else value
+def _strip(value):
+    return value.strip() if isinstance(value, str) else value
 
 
-class SignupForm(FlaskForm):
-    email = EmailField(
+def _email_field() -> EmailField:
+    return EmailField(
         "Email",
-        filters=[_normalise_email],
-        validators=[DataRequired("Enter your email address."), Length(max=254), Email("Enter a valid email address.")],
-    )
-    password = PasswordField(
-        "Password",
+        filters=[normalise_email],
         validators=[
-            DataRequired("Choose a password."),
-            Length(min=8, max=200, message="Use between 8 and 200 characters."),
+            DataRequired("Enter your email address."),
+            Length(max=MAX_EMAIL_LENGTH, message=f"An email address has at most {MAX_EMAIL_LENGTH} characters."),
         ],
     )
 
 
+def _check_password_length(form, field) -> None:
+    # Two messages rather than WTForms' "between 8 and 200": a person needs to know which end they hit.
+    if len(field.data) < MIN_PASSWORD_LENGTH:
+        raise ValidationError(f"Use at least {MIN_PASSWORD_LENGTH} characters.")
+    if len(field.data) > MAX_PASSWORD_LENGTH:
+        raise ValidationError(f"Use at most {MAX_PASSWORD_LENGTH} characters.")
+
+
+class SignupForm(FlaskForm):
+    email = _email_field()
+    password = PasswordField("Password", validators=[DataRequired("Choose a password."), _check_password_length])
+
+    def validate_email(self, field) -> None:
+        if self.email.errors:
+            return
+        try:
+            field.data = validated_email(field.data)
+        except ValueError as error:
+            raise ValidationError(str(error)) from None
+
+
 class LoginForm(FlaskForm):
-    email = EmailField(
-        "Email",
-        filters=[_normalise_email],
-        validators=[DataRequired("Enter your email address."), Length(max=254)],
+    email = _email_field()
+    password = PasswordField(
+        "Password",
+        validators=[
+            DataRequired("Enter your password."),
+            Length(max=MAX_PASSWORD_LENGTH, message="That email and password do not match an account."),
+        ],
     )
-    password = PasswordField("Password", validators=[DataRequired("Enter your password."), Length(max=200)])
     remember = BooleanField("Remember me")
 
 
 class SettingsForm(FlaskForm):
     display_name = StringField(
         "Display name",
-        filters=[lambda v: v.strip() if isinstance(v, str) else v],
-        validators=[Length(max=80, message="Use at most 80 characters.")],
+        filters=[_strip],
+        validators=[
+            Length(max=MAX_DISPLAY_NAME_LENGTH, message=f"Use at most {MAX_DISPLAY_NAME_LENGTH} characters.")
+        ],
     )
-    unit = SelectField(
-        "Unit", choices=[("kg", "Kilograms (kg)"), ("lb", "Pounds (lb)")], validate_choice=True
-    )
-    timezone = StringField("Time zone", validators=[DataRequired("Choose a time zone.")])
+    unit = SelectField("Unit", choices=UNITS, validate_choice=False)
+    timezone = StringField("Time zone", filters=[_strip], validators=[DataRequired("Choose a time zone.")])
     reminders_enabled = BooleanField("Remind me when I have not logged for a while")
 
-    def validate_timezone(self, field):
-        if field.data not in timezone_names():
-            raise ValidationError("Choose a time zone from the list, such as Europe/Berlin.")
+    def validate_display_name(self, field) -> None:
+        if field.data and any(ord(c) < 32 or ord(c) == 127 for c in field.data):
+            raise ValidationError("Use letters, digits, spaces and punctuation only.")
+
+    def validate_unit(self, field) -> None:
+        if field.data not in {value for value, _ in UNITS}:
+            raise ValidationError("Choose kilograms (kg) or pounds (lb).")
+
+    def validate_timezone(self, field) -> None:
+        canonical = canonical_timezone(field.data)
+        if canonical is None:
+            raise ValidationError("Choose a time zone from the list, such as Europe/Berlin or America/New_York.")
+        field.data = canonical
+
+
+def canonical_timezone(name: str | None) -> str | None:
+    """The IANA name as the list spells it, matched without regard to case; None if unknown."""
+    if not name or len(name) > 64:
+        return None
+    names = timezone_names()
+    if name in names:
+        return name
+    return {zone.lower(): zone for zone in names}.get(name.lower())

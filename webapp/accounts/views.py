@@ -1,69 +1,74 @@
-"""Account views."""
+"""Account views: sign up, log in, log out, settings."""
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
-from limits import parse as parse_limit
+from sqlalchemy.exc import IntegrityError
+from werkzeug.security import check_password_hash, generate_password_hash
 
-from ..extensions import db, limiter
+from ..extensions import db
 from ..models import User
 from ..reminders.lifecycle import set_reminders_enabled
 from ..timeutil import timezone_names, utcnow
 from ..web import safe_next
+from . import throttle
 from .forms import LoginForm, SettingsForm, SignupForm
 
 bp = Blueprint("accounts", __name__)
 
-FAILED_LOGINS_PER_ACCOUNT = parse_limit("5 per 15 minutes")
-FAILED_LOGINS_PER_ADDRESS = parse_limit("20 per 15 minutes")
+DUPLICATE_EMAIL = "An account with this email already exists. Log in instead."
+WRONG_CREDENTIALS = "That email and password do not match an account."
 
 
-def _login_limits(email: str):
-    address = request.remote_addr or "unknown"
-    return ((FAILED_LOGINS_PER_ACCOUNT, "account", email), (FAILED_LOGINS_PER_ADDRESS, "address", address))
+def new_user(email: str, password: str, now=None) -> User:
+    """A user row for a fresh sign-up, its activity clocks starting now; the caller adds and commits."""
+    now = now or utcnow()
+    user = User(email=email, created_at=now, last_active_at=now, reminder_clock=now)
+    user.set_password(password)
+    return user
 
 
-def _login_blocked_minutes(email: str) -> int | None:
-    """Minutes until another login attempt is allowed, or None when one is allowed now."""
-    strategy = limiter.limiter
-    for limit, kind, key in _login_limits(email):
-        if not strategy.test(limit, "failed-login", kind, key):
-            reset_at = strategy.get_window_stats(limit, "failed-login", kind, key).reset_time
-            seconds = max(0, reset_at - utcnow().timestamp())
-            return max(1, int(seconds // 60) + (1 if seconds % 60 else 0))
-    return None
-
-
-def _count_failed_login(email: str) -> None:
-    for limit, kind, key in _login_limits(email):
-        limiter.limiter.hit(limit, "failed-login", kind, key)
+def _dummy_password_check(password: str) -> None:
+    # Spend as long on an unknown email as on a known one, so timing does not reveal accounts.
+    dummy = current_app.extensions.get("weighin_dummy_hash")
+    if dummy is None:
+        method = current_app.config.get("PASSWORD_HASH_METHOD")
+        dummy = generate_password_hash("not a real password", **({"method": method} if method else {}))
+        current_app.extensions["weighin_dummy_hash"] = dummy
+    check_password_hash(dummy, password)
 
 
 @bp.route("/signup", methods=["GET", "POST"])
 def signup():
+    """Create an account and log straight into it."""
     if current_user.is_authenticated:
         return redirect(url_for("tracking.dashboard"))
     form = SignupForm()
     if form.validate_on_submit():
         exists = db.session.scalar(db.select(User.id).where(User.email == form.email.data))
         if exists:
-            form.email.errors.append("An account with this email already exists. Log in instead.")
+            form.email.errors.append(DUPLICATE_EMAIL)
         else:
-            now = utcnow()
-            user = User(email=form.email.data, created_at=now, last_active_at=now, reminder_clock=now)
-            user.set_password(form.password.data)
+            user = new_user(form.email.data, form.password.data)
             db.session.add(user)
-            db.session.commit()
-            login_user(user)
-            flash("Welcome to Weigh-in! Log your first weight below.", "success")
-            return redirect(url_for("tracking.dashboard"))
+            try:
+                db.session.commit()
+            except IntegrityError:
+                # Two sign-ups with one address at the same moment: the unique index decides.
+                db.session.rollback()
+                form.email.errors.append(DUPLICATE_EMAIL)
+            else:
+                login_user(user)
+                flash("Welcome to Weigh-in! Log your first weight below.", "success")
+                return redirect(url_for("tracking.dashboard"))
     status = 422 if form.errors else 200
     return render_template("accounts/signup.html", form=form), status
 
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
+    """Log in, then go to `next` if it is a path on this site, else the dashboard."""
     next_url = safe_next(request.args.get("next"))
     if current_user.is_authenticated:
         return redirect(next_url or url_for("tracking.dashboard"))
@@ -72,17 +77,20 @@ def login():
     status = 200
     if form.validate_on_submit():
         email = form.email.data
-        blocked = _login_blocked_minutes(email)
+        blocked = throttle.blocked_minutes(email)
         if blocked is not None:
             error = f"Too many failed attempts. Try again in {blocked} minute{'s' if blocked != 1 else ''}."
             status = 429
         else:
             user = db.session.scalar(db.select(User).where(User.email == email))
-            if user is not None and user.check_password(form.password.data):
+            if user is None:
+                _dummy_password_check(form.password.data)
+            elif user.check_password(form.password.data):
+                throttle.forget_failures(email)
                 login_user(user, remember=form.remember.data)
                 return redirect(next_url or url_for("tracking.dashboard"))
-            _count_failed_login(email)
-            error = "That email and password do not match an account."
+            throttle.count_failure(email)
+            error = WRONG_CREDENTIALS
             status = 422
     elif form.errors:
         status = 422
@@ -91,6 +99,7 @@ def login():
 
 @bp.post("/logout")
 def logout():
+    """Log out (POST only, so a link or an image elsewhere cannot do it)."""
     logout_user()
     flash("You have logged out.", "info")
     return redirect(url_for("accounts.login"))
@@ -99,6 +108,7 @@ def logout():
 @bp.route("/settings", methods=["GET", "POST"])
 @login_required
 def settings():
+    """Display name, unit, time zone and whether to get reminders."""
     form = SettingsForm(obj=current_user)
     if form.validate_on_submit():
         user = current_user._get_current_object()
