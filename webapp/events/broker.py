@@ -8,9 +8,10 @@ broker; each open stream holds a Subscription with a bounded queue that the brok
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterable
 
+import gevent
 from gevent.queue import Full, Queue
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,7 @@ class Subscription:
         self.channels = frozenset(channels)
         self.queue: Queue = Queue(maxsize=maxsize)
         self.overflowed = False
+        self.closing = False
 
     def deliver(self, channel: str, event_id: int) -> None:
         """Queue news without blocking; a full queue marks the subscriber too slow to keep."""
@@ -33,6 +35,11 @@ class Subscription:
         except Full:
             self.overflowed = True
 
+    def close(self) -> None:
+        """Ask the stream to end now (the process is shutting down); wakes a waiting stream."""
+        self.closing = True
+        self.deliver("", 0)
+
 
 class Broker:
     """Fan-out of outbox ids to the local subscriptions of this process."""
@@ -40,6 +47,7 @@ class Broker:
     def __init__(self) -> None:
         self._subscribers: dict[str, set[Subscription]] = defaultdict(set)
         self._count = 0
+        self.closing = False
 
     # -- local fan-out, shared by every implementation --------------------------------------
     def subscribe(self, channels: Iterable[str], maxsize: int) -> Subscription:
@@ -48,6 +56,8 @@ class Broker:
             self._subscribers[channel].add(sub)
         self._count += 1
         self.start()
+        if self.closing:
+            sub.close()
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
@@ -66,6 +76,13 @@ class Broker:
         """Hand news to every local subscription of the channel."""
         for sub in tuple(self._subscribers.get(channel, ())):
             sub.deliver(channel, event_id)
+
+    def close_streams(self) -> None:
+        """End every local stream promptly: the worker is shutting down (gunicorn.conf.py)."""
+        self.closing = True
+        for subs in tuple(self._subscribers.values()):
+            for sub in tuple(subs):
+                sub.close()
 
     def local_stream_count(self) -> int:
         return self._count
@@ -87,16 +104,84 @@ class Broker:
 
 
 class MemoryBroker(Broker):
-    """The embedded default: publishing is handing to this process's own subscribers."""
+    """The embedded default: publishing is handing to this process's own subscribers.
+
+    Other processes on the same database (`flask reminders scan` from cron or a test, `flask
+    demo`) cannot reach this process's memory, so while any stream is open one listener
+    greenlet also reads the outbox every OUTBOX_POLL_INTERVAL seconds (default 1) and
+    dispatches the ids nobody published here. One cheap indexed query per process, never one
+    per stream; it stops when the last stream closes.
+    """
+
+    POLL_INTERVAL = 1.0
+    SEEN_IDS = 10000
+    FIRST_LOOK_BACK = 100
+
+    def __init__(self, app=None) -> None:
+        super().__init__()
+        self.app = app
+        self._poller: gevent.Greenlet | None = None
+        self._seen: OrderedDict[int, None] = OrderedDict()
 
     def publish(self, channel: str, event_id: int) -> None:
+        self._remember(event_id)
         self.dispatch(channel, event_id)
+
+    def start(self) -> None:
+        if self.app is None or (self._poller is not None and not self._poller.dead):
+            return
+        self._poller = gevent.spawn(self._poll_outbox)
+
+    def stop(self) -> None:
+        poller, self._poller = self._poller, None
+        if poller is not None:
+            poller.kill(block=False)
+
+    def _remember(self, event_id: int) -> None:
+        self._seen[event_id] = None
+        while len(self._seen) > self.SEEN_IDS:
+            self._seen.popitem(last=False)
+
+    def _poll_outbox(self) -> None:
+        from ..extensions import db
+        from .outbox import events_after, latest_event_id_anywhere
+
+        interval = float(self.app.config.get("OUTBOX_POLL_INTERVAL", self.POLL_INTERVAL))
+        cursor = previous_top = None
+        while self.local_stream_count() > 0:
+            try:
+                with self.app.app_context():
+                    try:
+                        if cursor is None:
+                            # Start a little in the past: a stream that subscribed just before
+                            # this listener started may have missed the last few commits.
+                            cursor = max(0, latest_event_id_anywhere() - self.FIRST_LOOK_BACK)
+                            previous_top = cursor
+                        rows = events_after(cursor)
+                    finally:
+                        db.session.remove()
+                # One wake-up per channel per pass keeps a burst from overflowing stream queues.
+                news: dict[str, int] = {}
+                for channel, event_id in rows:
+                    if event_id not in self._seen:
+                        self._remember(event_id)
+                        news[channel] = max(event_id, news.get(channel, 0))
+                for channel, event_id in news.items():
+                    self.dispatch(channel, event_id)
+                # The next pass reads again from the top of this one's predecessor, so an id that
+                # commits a little after a higher one (possible on PostgreSQL) is still seen.
+                top = max((event_id for _, event_id in rows), default=cursor)
+                cursor, previous_top = min(top, previous_top), top
+            except Exception:
+                log.exception("reading the outbox for news failed; trying again")
+            gevent.sleep(interval)
+        self._poller = None
 
 
 def make_broker(url: str, app=None) -> Broker:
     """The broker implementation that a BROKER_URL names."""
     if url.startswith("memory:"):
-        return MemoryBroker()
+        return MemoryBroker(app)
     from .redis_broker import RedisBroker
 
     return RedisBroker(url, app)

@@ -32,6 +32,11 @@ def latest_event_id(channels) -> int:
     ) or 0
 
 
+def latest_event_id_anywhere() -> int:
+    """The newest outbox id on any channel, 0 for an empty outbox: where a listener starts reading."""
+    return db.session.scalar(db.select(sa.func.max(OutboxEvent.id))) or 0
+
+
 def events_after(after_id: int, limit: int = 10000) -> list[tuple[str, int]]:
     """(channel, id) of outbox rows newer than after_id, oldest first: what a broker catches up on."""
     rows = db.session.execute(
@@ -70,7 +75,13 @@ def _publish_committed_events(session):
     broker = current_app.extensions.get("weighin_broker")
     if broker is None:
         return
+    # One wake-up per channel per commit: a stream renders a full snapshot anyway, so a scan
+    # that opens 500 reminders in one batch wakes the admins' streams once, not 500 times
+    # (which would also overflow their bounded queues and drop them as "slow").
+    newest: dict[str, int] = {}
     for channel, event_id in pending:
+        newest[channel] = max(event_id, newest.get(channel, 0))
+    for channel, event_id in newest.items():
         try:
             broker.publish(channel, event_id)
         except Exception:  # the outbox has it; a broker outage must not fail the request

@@ -2,22 +2,28 @@
 
 The path of an event: a change commits its outbox row, the broker wakes this process's
 subscription, and the stream renders the user's whole reminder area and writes it with the
-outbox id. Snapshots are idempotent, so a repeat or a late event does no harm.
+newest outbox id of the user's channels. Snapshots are idempotent, so a repeat or a late event
+does no harm. See docs/ARCHITECTURE.md.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 
 from flask import Blueprint, Response, current_app, render_template, request, stream_with_context
 from flask_login import current_user
+from flask_wtf.csrf import generate_csrf
 from gevent.queue import Empty
+from sqlalchemy.orm import joinedload
 
 from ..extensions import db
 from ..models import ADMINS_CHANNEL, Reminder, user_channel
 from . import sse
 from .outbox import latest_event_id
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("events", __name__)
 
@@ -29,37 +35,53 @@ STREAM_HEADERS = {
 # Sent to a request with no session: the area says so and the named event closes the stream
 # (the layout's hx-sse:close), so htmx does not reconnect forever.
 SIGNED_OUT_EVENT = "weighin:signed-out"
+# Admins' pages listen for this named event (it bubbles from #reminder-area) and refresh.
 ADMINS_EVENT = "weighin:admins"
+# What a standard EventSource waits before reconnecting (htmx's hx-sse has its own backoff).
+RETRY_MS = 2000
 
 
 def render_area(user_id: int) -> str:
-    """The user's whole reminder area, as the layout shows it."""
-    reminder = db.session.scalars(db.select(Reminder).where(Reminder.open_for_user_id == user_id)).first()
+    """The user's whole reminder area, exactly as the layout shows it on page load."""
+    reminder = db.session.scalars(
+        db.select(Reminder).options(joinedload(Reminder.user)).where(Reminder.open_for_user_id == user_id)
+    ).first()
     return render_template("reminders/_area.html", reminder=reminder)
 
 
-def _snapshot(user_id: int, event_id: int, *, area: bool, admins: bool) -> str:
+def _read_state(user_id: int, channels: tuple[str, ...], *, area: bool) -> tuple[int, str | None]:
+    """The newest outbox id of the channels and (if asked) the rendered area, in one short session."""
+    try:
+        newest = latest_event_id(channels)
+        html = render_area(user_id) if area else None
+    finally:
+        # Hand the connection back to the pool now: an idle stream must not hold one.
+        db.session.remove()
+    return newest, html
+
+
+def _snapshot_events(html: str | None, event_id: int, *, admins: bool) -> str:
     """The events that bring a client up to date as of outbox id event_id."""
-    chunk = ""
-    if area:
-        try:
-            chunk = sse.event(render_area(user_id), event_id=event_id)
-        finally:
-            db.session.remove()  # never hold a database connection while the stream idles
+    chunk = sse.event(html, event_id=event_id) if html is not None else ""
     if admins:
-        # Admin pages listen for this named event and refresh their own parts.
         chunk += sse.event(str(event_id), name=ADMINS_EVENT, event_id=event_id)
     return chunk
 
 
 def _signed_out_response() -> Response:
+    """No stream for a request without a session, in the form that stops each client retrying."""
     if request.headers.get("HX-Request") != "true":
-        # The EventSource standard's "stop reconnecting" answer.
-        return Response(status=204, headers={"Cache-Control": "no-store"})
+        # The EventSource standard's "stop reconnecting" answer; htmx's first connect ignores it too.
+        return Response(status=204, headers={"Cache-Control": "no-store", "Vary": "Cookie, HX-Request"})
+    # hx-sse reconnects carry HX-Request and would treat 204 (no body) as a failed stream and
+    # retry forever; a tiny stream that swaps in a notice and fires hx-sse:close ends it for good.
     body = sse.retry(24 * 3600 * 1000) + sse.event(
         render_template("reminders/_signed_out.html")
     ) + sse.event("", name=SIGNED_OUT_EVENT)
-    return Response(body, mimetype="text/event-stream", headers={**STREAM_HEADERS, "Cache-Control": "no-store"})
+    return Response(
+        body, mimetype="text/event-stream",
+        headers={**STREAM_HEADERS, "Cache-Control": "no-store", "Vary": "Cookie, HX-Request"},
+    )
 
 
 @bp.get("/events")
@@ -77,23 +99,24 @@ def stream():
     heartbeat = config["SSE_HEARTBEAT"]
     lifetime = config["SSE_MAX_LIFETIME"] * random.uniform(0.8, 1.0)
     broker = current_app.extensions["weighin_broker"]
+    # Streamed forms carry a CSRF token; make sure it is in the session cookie sent with the
+    # headers, since nothing written after them can change the session.
+    generate_csrf()
+    # Loading current_user used a connection; give it back before the stream starts idling.
+    db.session.remove()
 
     # Subscribe before reading the newest id, so nothing committed in between is missed.
     subscription = broker.subscribe(channels, config["SSE_QUEUE_SIZE"])
-    try:
-        newest = latest_event_id(channels)
-    except Exception:
-        broker.unsubscribe(subscription)
-        raise
-    finally:
-        db.session.remove()
 
     def generate():
         try:
-            yield sse.retry(2000) + sse.comment("connected")
+            yield sse.retry(RETRY_MS) + sse.comment("connected")
+            newest, html = _read_state(user_id, channels, area=True)
             sent = last_seen
-            if sent is None or sent != newest:
-                yield _snapshot(user_id, newest, area=True, admins=is_admin)
+            # A client already at the newest id keeps its area: re-sending it would make screen
+            # readers announce the banner again after every reconnect.
+            if sent != newest:
+                yield _snapshot_events(html, newest, admins=is_admin)
                 sent = newest
             deadline = time.monotonic() + lifetime
             while True:
@@ -101,27 +124,35 @@ def stream():
                 if remaining <= 0:
                     return  # bounded lifetime: the client reconnects, maybe to another worker
                 try:
-                    channel, event_id = subscription.queue.get(timeout=min(heartbeat, remaining))
+                    news = {subscription.queue.get(timeout=min(heartbeat, remaining))[0]}
                 except Empty:
                     yield sse.comment()
                     continue
+                if subscription.closing:
+                    # The worker is shutting down: come back soon, to whichever worker answers.
+                    yield sse.retry(random.randint(250, 1500))
+                    return
+                if getattr(subscription, "closing", False):
+                    return  # the process is shutting down: the client resumes elsewhere
                 if subscription.overflowed:
+                    log.info("dropping a slow /events client of user %s", user_id)
                     return  # too slow to drain: it resumes with Last-Event-ID
-                # Coalesce whatever else is already queued: one snapshot covers it all.
-                news = {channel: event_id}
+                # Coalesce whatever else is queued: one snapshot covers it all.
                 while not subscription.queue.empty():
-                    channel, event_id = subscription.queue.get_nowait()
-                    news[channel] = max(news.get(channel, 0), event_id)
-                top = max(news.values())
-                if sent is not None and top <= sent:
-                    continue
-                yield _snapshot(
-                    user_id, top, area=own_channel in news, admins=ADMINS_CHANNEL in news
-                )
-                sent = top
+                    news.add(subscription.queue.get_nowait()[0])
+                # The id comes from the outbox, not the wake-up, so it is always a committed one.
+                newest, html = _read_state(user_id, channels, area=own_channel in news)
+                if sent is not None and newest <= sent:
+                    continue  # a late or repeated wake-up: nothing the client has not seen
+                yield _snapshot_events(html, newest, admins=ADMINS_CHANNEL in news)
+                sent = newest
+        except Exception:
+            # Headers are gone, so no error page: end the stream and let the client resume.
+            log.exception("the /events stream of user %s failed", user_id)
         finally:
             broker.unsubscribe(subscription)
 
-    return Response(
-        stream_with_context(generate()), mimetype="text/event-stream", headers=STREAM_HEADERS
-    )
+    response = Response(stream_with_context(generate()), mimetype="text/event-stream", headers=STREAM_HEADERS)
+    # A client that leaves before the first chunk never runs the generator's finally.
+    response.call_on_close(lambda: broker.unsubscribe(subscription))
+    return response

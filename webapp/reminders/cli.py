@@ -1,11 +1,14 @@
-"""`flask reminders ...` commands."""
+"""`flask reminders ...` commands: how cron runs the scan, and how tests and demos move time forward."""
 
 from __future__ import annotations
 
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
+from ..events.outbox import prune
+from ..extensions import db
 from ..timeutil import parse_iso_instant, utcnow
 from .lifecycle import scan
 
@@ -25,12 +28,26 @@ class _Instant(click.ParamType):
 @reminders_cli.command("scan")
 @click.option("--now", type=_Instant(), default=None, help="Scan as if the clock read this ISO 8601 time.")
 def scan_command(now):
-    """Run one reminder scan and print the reminders it opened."""
+    """Run one reminder scan (and prune old outbox rows), printing the reminders it opened."""
     now = now or utcnow()
-    created = scan(now, current_app.config["REMINDER_AFTER_DAYS"])
-    for reminder in created:
-        click.echo(f"opened reminder {reminder.id} for user {reminder.user_id} (inactive since {reminder.inactive_since.isoformat()})")
-    click.echo(f"scan at {now.isoformat()}: {len(created)} reminder(s) opened")
+    config = current_app.config
+    try:
+        created = scan(now, config["REMINDER_AFTER_DAYS"])
+        # Read what to print before the next commit expires the rows.
+        lines = [
+            f"opened reminder {reminder.id} for user {reminder.user_id} "
+            f"(inactive since {reminder.inactive_since.isoformat()})"
+            for reminder in created
+        ]
+        pruned = prune(config["OUTBOX_RETENTION_DAYS"], now=now)
+    except (OperationalError, ProgrammingError) as error:
+        db.session.rollback()
+        if "no such table" in str(error) or "does not exist" in str(error):
+            raise click.ClickException("The database is not set up yet: run `flask --app wsgi db upgrade` first.") from None
+        raise click.ClickException(f"The scan could not reach the database: {error.orig}") from None
+    for line in lines:
+        click.echo(line)
+    click.echo(f"scan at {now.isoformat()}: {len(created)} reminder(s) opened, {pruned} old outbox row(s) pruned")
 
 
 def init_app(app: Flask) -> None:

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..events.outbox import announce
 from ..extensions import db
-from ..models import ADMINS_CHANNEL, Reminder, User
+from ..models import ADMINS_CHANNEL, Reminder, User, user_channel
 from ..timeutil import utcnow
 
 
@@ -114,7 +114,7 @@ def open_reminder(
             db.session.add(reminder)
     except IntegrityError:
         return None  # another process opened it first
-    announce(f"user:{user_id}", "reminder")
+    announce(user_channel(user_id), "reminder")
     announce(ADMINS_CHANNEL, "reminder")
     return reminder
 

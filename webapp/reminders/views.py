@@ -1,5 +1,9 @@
 """Reminder views: dismissing the banner."""
 
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
 from flask import Blueprint, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
@@ -10,12 +14,24 @@ from .lifecycle import dismiss
 bp = Blueprint("reminders", __name__)
 
 
+def _back_to_page() -> str:
+    """Where a form post without JavaScript returns: the page it came from, if it was ours."""
+    referrer = request.referrer
+    if referrer:
+        parts = urlsplit(referrer)
+        if parts.netloc == request.host:
+            path = parts.path + (f"?{parts.query}" if parts.query else "")
+            if (local := safe_next(path)) is not None:
+                return local
+    return url_for("tracking.dashboard")
+
+
 @bp.post("/dismiss")
 @login_required
 def dismiss_banner():
-    user = current_user._get_current_object()
-    dismiss(user)
+    """Dismiss the open reminder (if any): htmx gets the new, empty area; a plain form goes back."""
+    dismiss(current_user._get_current_object())
     db.session.commit()
     if is_htmx():
-        return render_template("reminders/_area.html", reminder=None)
-    return redirect(safe_next(request.form.get("next")) or url_for("tracking.dashboard"))
+        return render_template("reminders/_area.html", reminder=None), 200, {"Vary": "HX-Request"}
+    return redirect(_back_to_page())
