@@ -1,0 +1,286 @@
+"""The SSE wire format, the outbox and the /events view, in process (the real server: test_events_protocol.py)."""
+
+from __future__ import annotations
+
+import gevent
+import pytest
+from gevent.queue import Queue
+
+from webapp.events import sse
+from webapp.events.broker import MemoryBroker, Subscription
+from webapp.events.outbox import announce
+from webapp.extensions import db
+from webapp.models import ADMINS_CHANNEL, User, user_channel
+from webapp.reminders import lifecycle
+from webapp.timeutil import utcnow
+
+MALFORMED_IDS = ["abc", "-1", "9" * 50, "", "   ", "1.5", "0x10", "١٢", "12abc", "x" * 4000, "1 2"]
+
+
+def test_event_format_splits_lines_and_numbers_it():
+    assert sse.event("a\nb\r\nc", event_id=7) == "id: 7\ndata: a\ndata: b\ndata: c\n\n"
+    assert sse.event("", name="weighin:signed-out") == "event: weighin:signed-out\ndata: \n\n"
+    assert sse.comment() == ":\n\n" and sse.comment("hi") == ": hi\n\n"
+    assert sse.retry(2000) == "retry: 2000\n\n"
+
+
+@pytest.mark.parametrize("raw", [None, *MALFORMED_IDS, "5\n6"])
+def test_parse_last_event_id_refuses_anything_but_a_plain_number(raw):
+    assert sse.parse_last_event_id(raw) is None
+
+
+@pytest.mark.parametrize(("raw", "value"), [("0", 0), ("42", 42), (" 42 ", 42), ("007", 7)])
+def test_parse_last_event_id_reads_plain_numbers(raw, value):
+    assert sse.parse_last_event_id(raw) == value
+
+
+def test_a_full_queue_marks_a_slow_subscriber():
+    sub = Subscription(["user:1"], maxsize=2)
+    for event_id in (1, 2, 3, 4):
+        sub.deliver("user:1", event_id)
+    assert sub.overflowed and sub.queue.qsize() == 2
+
+
+def test_one_commit_wakes_each_channel_once(app):
+    with app.app_context():
+        broker = app.extensions["weighin_broker"]
+        assert isinstance(broker, MemoryBroker)
+        sub = broker.subscribe([user_channel(1), ADMINS_CHANNEL], maxsize=100)
+        try:
+            for _ in range(5):
+                announce(user_channel(1), "test")
+                announce(ADMINS_CHANNEL, "test")
+            db.session.commit()
+            woken = [sub.queue.get_nowait() for _ in range(sub.queue.qsize())]
+            assert sorted(channel for channel, _ in woken) == [ADMINS_CHANNEL, user_channel(1)]
+            assert max(event_id for _, event_id in woken) == 10
+            # A rolled-back transaction announces nothing.
+            announce(user_channel(1), "test")
+            db.session.flush()
+            db.session.rollback()
+            db.session.commit()
+            assert sub.queue.empty()
+        finally:
+            broker.unsubscribe(sub)
+
+
+# -- the view, through the test client -------------------------------------------------------
+
+
+@pytest.fixture
+def stream_app(app):
+    app.config.update(SSE_HEARTBEAT=1, SSE_QUEUE_SIZE=4, OUTBOX_POLL_INTERVAL=0.2)
+    return app
+
+
+def _user(app, email="ada@example.com", *, admin=False) -> int:
+    with app.app_context():
+        now = utcnow()
+        user = User(email=email, created_at=now, last_active_at=now, reminder_clock=now, is_admin=admin)
+        user.set_password("correct horse")
+        db.session.add(user)
+        db.session.commit()
+        return user.id
+
+
+def _log_in(client, user_id: int) -> None:
+    with client.session_transaction() as session:
+        session["_user_id"] = str(user_id)
+        session["_fresh"] = True
+
+
+class Stream:
+    """An /events response read chunk by chunk, as the server writes it.
+
+    Each stream is iterated in a greenlet of its own, as the gevent server does: the request
+    context that stream_with_context keeps lives in that greenlet's context variables, so
+    several streams can be read in turn. (gevent without monkey-patching: nothing is patched.)
+    """
+
+    def __init__(self, client, **headers):
+        self._asks: Queue = Queue()
+        self._answers: Queue = Queue()
+        self._reader = gevent.spawn(self._read, client, headers)
+        self.response = self._answers.get(timeout=10)
+
+    def _read(self, client, headers) -> None:
+        # The request itself runs here too: stream_with_context pushes its context on the call.
+        self.response = client.get("/events", headers=headers, buffered=False)
+        self._answers.put(self.response)
+        chunks = iter(self.response.response)
+        try:
+            while self._asks.get():
+                try:
+                    chunk = next(chunks)
+                except StopIteration as end:
+                    self._answers.put(end)
+                    return
+                self._answers.put(chunk.decode() if isinstance(chunk, bytes) else chunk)
+        finally:
+            self.response.close()
+
+    def next(self) -> str:
+        self._asks.put(True)
+        answer = self._answers.get(timeout=10)
+        if isinstance(answer, StopIteration):
+            raise StopIteration
+        return answer
+
+    def close(self) -> None:
+        if not self._reader.dead:
+            self._asks.put(False)
+            self._reader.join(timeout=10)
+
+
+def _open_reminder(app, user_id):
+    with app.app_context():
+        lifecycle.open_reminder(user_id)
+        db.session.commit()
+
+
+def test_anonymous_gets_no_stream(stream_app):
+    client = stream_app.test_client()
+    plain = client.get("/events")
+    assert plain.status_code == 204 and plain.data == b""
+    htmx = client.get("/events", headers={"HX-Request": "true"})
+    assert htmx.status_code == 200 and htmx.mimetype == "text/event-stream"
+    body = htmx.get_data(as_text=True)
+    assert "You have been logged out" in body
+    assert body.endswith("event: weighin:signed-out\ndata: \n\n")
+
+
+def test_stream_starts_with_retry_then_the_snapshot(stream_app):
+    user_id = _user(stream_app)
+    _open_reminder(stream_app, user_id)
+    client = stream_app.test_client()
+    _log_in(client, user_id)
+    stream = Stream(client)
+    try:
+        assert stream.response.mimetype == "text/event-stream"
+        assert stream.response.headers["Cache-Control"] == "no-cache"
+        assert stream.response.headers["X-Accel-Buffering"] == "no"
+        assert stream.next() == "retry: 2000\n\n: connected\n\n"
+        snapshot = stream.next()
+        assert snapshot.startswith("id: 1\ndata: ")  # the reminder's row on the user's channel
+        assert "You have not logged your weight since" in snapshot and "Dismiss" in snapshot
+        assert stream.next() == ":\n\n"  # heartbeat after SSE_HEARTBEAT idle seconds
+    finally:
+        stream.close()
+
+
+@pytest.mark.parametrize("last_event_id", MALFORMED_IDS + ["0", "999999"])
+def test_any_other_last_event_id_gets_the_snapshot_at_once(stream_app, last_event_id):
+    user_id = _user(stream_app)
+    _open_reminder(stream_app, user_id)
+    client = stream_app.test_client()
+    _log_in(client, user_id)
+    stream = Stream(client, **{"Last-Event-ID": last_event_id})
+    try:
+        assert stream.response.status_code == 200
+        stream.next()
+        assert stream.next().startswith("id: 1\ndata: ")
+    finally:
+        stream.close()
+
+
+def test_a_client_at_the_newest_id_keeps_its_area(stream_app):
+    user_id = _user(stream_app)
+    _open_reminder(stream_app, user_id)
+    client = stream_app.test_client()
+    _log_in(client, user_id)
+    stream = Stream(client, **{"Last-Event-ID": "1"})
+    try:
+        stream.next()
+        assert stream.next() == ":\n\n"  # nothing new: only a heartbeat
+    finally:
+        stream.close()
+
+
+def test_no_database_connection_is_held_while_streams_idle(stream_app):
+    user_ids = [_user(stream_app, f"user{n}@example.com") for n in range(3)]
+    with stream_app.app_context():
+        pool = db.engine.pool
+    streams = []
+    try:
+        for user_id in user_ids:
+            client = stream_app.test_client()
+            _log_in(client, user_id)
+            stream = Stream(client)
+            stream.next()
+            stream.next()  # the snapshot: the stream read the database, and is now idle
+            streams.append(stream)
+        assert pool.checkedout() == 0
+        _open_reminder(stream_app, user_ids[0])
+        assert "Dismiss" in streams[0].next()  # woken, rendered, and idle again
+        assert pool.checkedout() == 0
+    finally:
+        for stream in streams:
+            stream.close()
+
+
+def test_news_reaches_only_its_own_user(stream_app):
+    ada, bob = _user(stream_app), _user(stream_app, "bob@example.com")
+    streams = {}
+    try:
+        for user_id in (ada, bob):
+            client = stream_app.test_client()
+            _log_in(client, user_id)
+            streams[user_id] = Stream(client)
+            streams[user_id].next()
+            streams[user_id].next()
+        _open_reminder(stream_app, ada)
+        assert "Dismiss" in streams[ada].next()
+        assert streams[bob].next() == ":\n\n"
+    finally:
+        for stream in streams.values():
+            stream.close()
+
+
+def test_admins_also_get_the_admins_channel_as_a_named_event(stream_app):
+    admin, ada = _user(stream_app, "admin@example.com", admin=True), _user(stream_app)
+    client = stream_app.test_client()
+    _log_in(client, admin)
+    stream = Stream(client)
+    try:
+        stream.next()
+        first = stream.next()
+        assert "event: weighin:admins" in first
+        _open_reminder(stream_app, ada)
+        news = stream.next()
+        assert news.startswith("event: weighin:admins\nid: 2\n")  # no area: it was not the admin's own
+    finally:
+        stream.close()
+
+
+def test_a_slow_client_is_dropped_when_its_queue_overflows(stream_app):
+    user_id = _user(stream_app)
+    client = stream_app.test_client()
+    _log_in(client, user_id)
+    stream = Stream(client)
+    try:
+        stream.next()
+        stream.next()
+        broker = stream_app.extensions["weighin_broker"]
+        for event_id in range(100, 110):  # more than SSE_QUEUE_SIZE wake-ups, none read
+            broker.dispatch(user_channel(user_id), event_id)
+        with pytest.raises(StopIteration):
+            stream.next()
+        assert broker.local_stream_count() == 0
+    finally:
+        stream.close()
+
+
+def test_the_stream_ends_after_its_lifetime(stream_app):
+    stream_app.config.update(SSE_MAX_LIFETIME=1)
+    user_id = _user(stream_app)
+    client = stream_app.test_client()
+    _log_in(client, user_id)
+    stream = Stream(client)
+    try:
+        chunks = []
+        with pytest.raises(StopIteration):
+            for _ in range(5):
+                chunks.append(stream.next())
+        assert len(chunks) <= 3
+    finally:
+        stream.close()
