@@ -189,6 +189,8 @@ BAD_ENTRIES = [
     ({"measured_at": "FUTURE"}, "That date and time is in the future."),
     ({"measured_at": "99999-01-01T00:00"}, "Enter a date and time such as 2025-03-01 07:30."),
     ({"note": "x" * 501}, "Keep the note to 500 characters or fewer."),
+    ({"note": "nul\x00byte"}, "Remove the control characters from the note."),
+    ({"note": "bell\x07"}, "Remove the control characters from the note."),
 ]
 
 

@@ -6,6 +6,7 @@ dates are typed in the user's time zone and stored in UTC.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone, tzinfo
 
 from flask_wtf import FlaskForm
@@ -19,6 +20,7 @@ from ..units import WeightError, parse_weight
 LOCAL_FORMATS = ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S")
 INPUT_FORMAT = "%Y-%m-%dT%H:%M"
 EARLIEST_YEAR = 1900
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def _strip(value):
@@ -90,6 +92,11 @@ class EntryForm(_UserForm):
             self.grams = parse_weight(field.data, self.unit)
         except WeightError as error:
             raise ValidationError(str(error)) from None
+
+    def validate_note(self, field):
+        # PostgreSQL refuses NUL in text, and other control characters are never typed on purpose.
+        if field.data and _CONTROL_CHARACTERS.search(field.data):
+            raise ValidationError("Remove the control characters from the note.")
 
     def validate_measured_at(self, field):
         if field.data and field.data == self.measured_at_default.data:
