@@ -1,0 +1,258 @@
+"""GET /events on the real gevent server (a subprocess), read with a third-party SSE client (httpx-sse)."""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from httpx_sse import connect_sse
+
+from webapp import create_app
+from webapp.extensions import db
+from webapp.models import User
+from webapp.timeutil import utcnow
+
+from .support import FAST_HASH, ServerProcess, flask_cli, server_env
+
+GENEROUS = 5.0  # seconds: a bound for "at once" that a busy two-core machine still meets
+
+
+class Seeder:
+    """Users written straight into a server's database, and session cookies signed with its key.
+
+    Logging in this way needs no CSRF scraping and does not depend on the accounts pages.
+    """
+
+    def __init__(self, server):
+        self.server = server
+        self.app = create_app({
+            "TESTING": True,
+            "INSTANCE_PATH": str(Path(server.log_path).parent / "seed-instance"),
+            "SECRET_KEY": server.env["SECRET_KEY"],
+            "SQLALCHEMY_DATABASE_URI": server.env["DATABASE_URL"],
+            "PASSWORD_HASH_METHOD": FAST_HASH,
+        })
+
+    def user(self, email: str, *, days_ago: float = 0, admin: bool = False, password: str = "correct horse") -> int:
+        with self.app.app_context():
+            at = utcnow() - timedelta(days=days_ago)
+            user = User(email=email, created_at=at, last_active_at=at, reminder_clock=at, is_admin=admin)
+            user.set_password(password)
+            db.session.add(user)
+            db.session.commit()
+            user_id = user.id
+            db.session.remove()
+            return user_id
+
+    def cookie(self, user_id: int) -> str:
+        return self.app.session_interface.get_signing_serializer(self.app).dumps(
+            {"_user_id": str(user_id), "_fresh": True}
+        )
+
+    def client(self, user_id: int | None = None, **kwargs) -> httpx.Client:
+        client = httpx.Client(base_url=self.server.url, timeout=httpx.Timeout(30.0), **kwargs)
+        if user_id is not None:
+            # With the host as domain, the cookie the server sends back replaces it instead of joining it.
+            client.cookies.set("session", self.cookie(user_id), domain="127.0.0.1")
+        return client
+
+    def scan(self, days_ahead: float = 0) -> str:
+        now = (utcnow() + timedelta(days=days_ahead)).isoformat()
+        return flask_cli(["reminders", "scan", "--now", now], self.server.env).stdout
+
+    def close(self) -> None:
+        with self.app.app_context():
+            db.engine.dispose()
+
+
+def csrf_token(client: httpx.Client) -> str:
+    """The CSRF token a page of the app carries (and the session cookie now holds)."""
+    page = client.get("/account/settings").text
+    return re.search(r'"X-CSRFToken": "([^"]+)"', page).group(1)
+
+
+@pytest.fixture
+def server(make_server):
+    return make_server(SSE_HEARTBEAT=1, SSE_MAX_LIFETIME=600)
+
+
+@pytest.fixture
+def seeder(server):
+    seeder = Seeder(server)
+    yield seeder
+    seeder.close()
+
+
+class Reader(threading.Thread):
+    """Reads one stream's events in the background, until told to stop."""
+
+    def __init__(self, client: httpx.Client, **headers):
+        super().__init__(daemon=True)
+        self.client, self.headers = client, headers
+        self.events: list = []
+        self.connected = threading.Event()
+        self.stopping = False
+
+    def run(self) -> None:
+        try:
+            with connect_sse(self.client, "GET", "/events", headers=self.headers) as source:
+                self.connected.set()
+                for event in source.iter_sse():
+                    self.events.append(event)
+                    if self.stopping:
+                        return
+        except httpx.HTTPError:
+            pass  # the client closed under us at the end of a test
+
+    def wait_for(self, predicate, timeout: float = 10.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [e for e in self.events if predicate(e)]
+            if found:
+                return found[-1]
+            time.sleep(0.05)
+        raise AssertionError(f"no matching event within {timeout} s; got {self.events!r}")
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.client.close()
+
+
+def test_headers_first_chunk_and_retry(server, seeder):
+    user_id = seeder.user("ada@example.com")
+    with seeder.client(user_id) as client:
+        started = time.monotonic()
+        with client.stream("GET", "/events") as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            assert response.headers["cache-control"] == "no-cache"
+            assert response.headers["x-accel-buffering"] == "no"
+            lines = response.iter_lines()
+            assert next(lines) == "retry: 2000"
+            assert time.monotonic() - started < GENEROUS
+            assert next(lines) == ""
+            assert next(lines) == ": connected"
+
+
+def test_heartbeats_at_the_configured_interval(server, seeder):
+    user_id = seeder.user("ada@example.com")
+    with seeder.client(user_id) as client, client.stream("GET", "/events") as response:
+        heartbeats, started = [], time.monotonic()
+        for line in response.iter_lines():
+            if line == ":":
+                heartbeats.append(time.monotonic() - started)
+                if len(heartbeats) == 3:
+                    break
+    # SSE_HEARTBEAT=1: three comments well inside a generous bound, and not all at once.
+    assert heartbeats[-1] < 3 * GENEROUS
+    assert heartbeats[-1] - heartbeats[0] >= 1.0
+
+
+def test_events_carry_increasing_ids_and_the_whole_area(server, seeder):
+    user_id = seeder.user("ada@example.com")
+    with seeder.client(user_id) as client:
+        token = csrf_token(client)
+        reader = Reader(seeder.client(user_id))
+        reader.start()
+        try:
+            first = reader.wait_for(lambda e: e.data)
+            assert 'data-reminder-state="none"' in first.data and first.id == "0"
+            seeder.scan(days_ahead=8)
+            opened = reader.wait_for(lambda e: "Dismiss" in e.data)
+            response = client.post("/reminders/dismiss", headers={"HX-Request": "true", "X-CSRFToken": token})
+            assert response.status_code == 200
+            dismissed = reader.wait_for(lambda e: int(e.id or 0) > int(opened.id) and "Dismiss" not in e.data)
+            seeder.scan(days_ahead=16)
+            reopened = reader.wait_for(lambda e: int(e.id or 0) > int(dismissed.id) and "Dismiss" in e.data)
+        finally:
+            reader.stop()
+    ids = [int(e.id) for e in reader.events if e.data]
+    assert ids == sorted(set(ids)) and ids[-1] == int(reopened.id)
+    assert all(e.id for e in reader.events if e.data)  # every event has an id
+
+
+MALFORMED = ["abc", "-1", "9" * 50, "", "x" * 4000, "١٢".encode(), "0x1f", "1e3"]
+
+
+@pytest.fixture(scope="module")
+def reminded(tmp_path_factory):
+    """One server for the Last-Event-ID tables, with one user whose reminder is open: (server, cookie)."""
+    folder = tmp_path_factory.mktemp("last-event-id")
+    env = server_env(folder, SSE_HEARTBEAT=1)
+    flask_cli(["db", "upgrade"], env)
+    server = ServerProcess(env, folder / "server.log").start()
+    seeder = Seeder(server)
+    try:
+        user_id = seeder.user("ada@example.com", days_ago=8)
+        seeder.scan()
+        yield server, seeder.cookie(user_id)
+    finally:
+        seeder.close()
+        server.stop()
+
+
+@pytest.mark.parametrize("last_event_id", [*MALFORMED, "0", "123456789"])
+def test_any_last_event_id_gets_the_current_snapshot_at_once(reminded, last_event_id):
+    server, cookie = reminded
+    with httpx.Client(base_url=server.url, timeout=30.0) as client:
+        client.cookies.set("session", cookie, domain="127.0.0.1")
+        started = time.monotonic()
+        with connect_sse(client, "GET", "/events", headers={"Last-Event-ID": last_event_id}) as source:
+            assert source.response.status_code == 200
+            for event in source.iter_sse():
+                if event.data:
+                    break
+    assert "Dismiss" in event.data and int(event.id) > 0
+    assert time.monotonic() - started < GENEROUS
+
+
+@pytest.mark.parametrize("raw_value", [b"5\n6", b"5\r\n 6", b"\x00\xff", b"9" * 20000])
+def test_a_last_event_id_that_no_client_library_would_send(reminded, raw_value):
+    server, cookie = reminded
+    request = (
+        b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: session=" + cookie.encode()
+        + b"\r\nLast-Event-ID: " + raw_value + b"\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", server.port), timeout=GENEROUS) as sock:
+        sock.sendall(request)
+        received = b""
+        while b"Dismiss" not in received:
+            chunk = sock.recv(65536)
+            assert chunk, received
+            received += chunk
+    assert received.startswith(b"HTTP/1.1 200 ")
+
+
+def test_an_anonymous_request_gets_no_stream(server):
+    plain = httpx.get(server.url + "/events", timeout=GENEROUS)
+    assert plain.status_code == 204 and plain.content == b""
+    # htmx's reconnects send HX-Request: they get a short stream that closes itself.
+    htmx = httpx.get(server.url + "/events", headers={"HX-Request": "true"}, timeout=GENEROUS)
+    assert htmx.status_code == 200 and htmx.headers["content-type"].startswith("text/event-stream")
+    assert htmx.text.endswith("event: weighin:signed-out\ndata: \n\n")
+    assert "You have been logged out" in htmx.text
+
+
+def test_user_b_never_receives_user_a_events(server, seeder):
+    ada = seeder.user("ada@example.com", days_ago=8)
+    bob = seeder.user("bob@example.com")
+    readers = {user_id: Reader(seeder.client(user_id)) for user_id in (ada, bob)}
+    for reader in readers.values():
+        reader.start()
+    try:
+        for reader in readers.values():
+            reader.wait_for(lambda e: e.data)
+        assert "opened reminder" in seeder.scan()
+        readers[ada].wait_for(lambda e: "Dismiss" in e.data)
+        time.sleep(1.5)  # the outbox listener reads every second: give a stray event time to arrive
+    finally:
+        for reader in readers.values():
+            reader.stop()
+    bob_events = [e for e in readers[bob].events if e.data]
+    assert len(bob_events) == 1 and "Dismiss" not in bob_events[0].data
