@@ -157,10 +157,7 @@ def scratch_database(kind: str, name: str, folder: Path) -> str:
 
 def make_app(database_url: str, broker_url: str = "memory://", **extra):
     """The real app factory, pointed at a bench database migrated to the newest schema."""
-    import logging
-
     from webapp import create_app
-    from webapp.extensions import db
 
     instance = Path(tempfile.mkdtemp(prefix="bench6-instance-"))
     app = create_app({
@@ -172,13 +169,14 @@ def make_app(database_url: str, broker_url: str = "memory://", **extra):
         "RATELIMIT_ENABLED": False,
         **extra,
     })
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    with app.app_context():
-        # The real migrations, so the indexes measured are the ones deployments get.
-        from flask_migrate import upgrade
-
-        upgrade()
-        db.engine.dispose()
+    # The real migrations, so the indexes measured are the ones deployments get; in a subprocess,
+    # as deployments run them (and so Alembic's env.py never runs inside a test process).
+    env = {**os.environ, "DATABASE_URL": database_url, "BROKER_URL": "memory://", "SECRET_KEY": BENCH_SECRET}
+    env.pop("FLASK_APP", None)
+    migrated = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=300)
+    if migrated.returncode != 0:
+        raise RuntimeError(f"flask db upgrade failed:\n{migrated.stdout}\n{migrated.stderr}")
     return app
 
 

@@ -1,0 +1,123 @@
+"""Scan at scale: 100,000 and 1,000,000 users with histories, 10% inactive, on SQLite and PostgreSQL.
+
+    python -m bench.scan --db sqlite,postgresql --users 100000,1000000
+
+For each database and size: bulk-load users (COPY on PostgreSQL, executemany on SQLite) with a few
+weight entries each; time the scan's query (who is due), the first scan (opens a reminder for every
+inactive user), the steady-state scan that follows (what the 60-second scanner does all day), and
+the admin page's first page. Then the due query at several cut-offs: its cost follows the number of
+due users, not the number of users.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bench.common import bulk_users, machine, make_app, scratch_database, session_cookie
+
+
+def timed(fn, repeat: int = 1):
+    """(median seconds, last result) of calling fn `repeat` times."""
+    times, result = [], None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def run_one(kind: str, size: int, args, folder: Path) -> dict:
+    from webapp.extensions import db
+    from webapp.models import User
+    from webapp.reminders.lifecycle import due_users_query, scan
+
+    database = scratch_database(kind, f"scan_{size}", folder)
+    app = make_app(database)
+    now = datetime.now(timezone.utc)
+    load_s, _ = timed(lambda: bulk_users(app, size, inactive_fraction=args.inactive,
+                                         entries_per_user=args.entries, now=now))
+    row = {"db": kind, "users": size, "entries": size * args.entries, "load_s": round(load_s, 1)}
+    with app.app_context():
+        admin = User(email="admin@bench.example", password_hash="x", is_admin=True)
+        db.session.add(admin)
+        db.session.commit()
+        admin_id = admin.id
+        query_s, due = timed(lambda: list(db.session.scalars(due_users_query(now, 7))), repeat=3)
+        row.update(due_users=len(due), due_query_ms=round(query_s * 1000, 1))
+        # The cost follows the due users: the same query with cut-offs that leave fewer due.
+        row["due_query_by_cutoff"] = []
+        for days in (60, 30, 14, 8):
+            with_reset = db.select(User.id).where(User.last_active_at <= now - _days(days))
+            count = len(db.session.scalars(with_reset).all())
+            seconds, due_ids = timed(lambda: list(db.session.scalars(
+                db.select(User.id).where(User.reminder_clock <= now - _days(days)).order_by(User.reminder_clock))), 3)
+            row["due_query_by_cutoff"].append({"after_days": days, "inactive": count,
+                                               "due_now": len(due_ids), "ms": round(seconds * 1000, 2)})
+        if args.first_scan:
+            first_s, created = timed(lambda: scan(now, 7))
+            row.update(first_scan_s=round(first_s, 2), first_scan_opened=len(created),
+                       per_reminder_ms=round(first_s / max(1, len(created)) * 1000, 3))
+        db.session.remove()
+        steady_s, created = timed(lambda: scan(now, 7), repeat=3)
+        row.update(steady_scan_ms=round(steady_s * 1000, 1), steady_scan_opened=len(created))
+        db.session.remove()
+    client = app.test_client()
+    client.set_cookie("session", session_cookie(app, admin_id))
+    with app.app_context():
+        from flask import url_for
+
+        with app.test_request_context():
+            admin_url = url_for("admin.inactive_users")
+    page_s, response = timed(lambda: client.get(admin_url), repeat=3)
+    row.update(admin_page_ms=round(page_s * 1000, 1), admin_page_status=response.status_code,
+               admin_page_kib=round(len(response.data) / 1024, 1))
+    if args.explain and kind == "postgresql":
+        with app.app_context():
+            plan = db.session.execute(db.text(
+                "EXPLAIN ANALYZE SELECT id FROM users WHERE reminder_clock <= :cutoff ORDER BY reminder_clock"),
+                {"cutoff": now - _days(7)}).scalars().all()
+            row["due_query_plan"] = plan
+    with app.app_context():
+        db.engine.dispose()
+    return row
+
+
+def _days(days: int):
+    from datetime import timedelta
+
+    return timedelta(days=days)
+
+
+def main(argv=None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", type=lambda s: s.split(","), default=["sqlite"])
+    parser.add_argument("--users", type=lambda s: [int(x) for x in s.split(",")], default=[100000])
+    parser.add_argument("--entries", type=int, default=3, help="weight entries per user")
+    parser.add_argument("--inactive", type=float, default=0.1)
+    parser.add_argument("--no-first-scan", dest="first_scan", action="store_false",
+                        help="skip the scan that opens a reminder for every inactive user")
+    parser.add_argument("--explain", action="store_true", help="include PostgreSQL's plan for the due query")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    folder = Path(tempfile.mkdtemp(prefix="bench6-scan-"))
+    rows = []
+    for kind in args.db:
+        for size in args.users:
+            row = run_one(kind, size, args, folder)
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"config": {k: str(v) for k, v in vars(args).items()},
+                                        "machine": machine(), "rows": rows}, indent=2, default=str))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
