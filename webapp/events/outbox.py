@@ -69,6 +69,11 @@ def _collect_new_events(session, flush_context):
 
 @sa.event.listens_for(Session, "after_commit")
 def _publish_committed_events(session):
+    if session.in_nested_transaction():
+        # SQLAlchemy also fires after_commit when a SAVEPOINT is released (as open_reminder's
+        # begin_nested does); the outer transaction is not committed yet, so nothing is visible
+        # to other processes: keep the events for the real commit.
+        return
     pending = session.info.pop(_PENDING, None)
     if not pending:
         return
