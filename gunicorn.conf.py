@@ -1,0 +1,90 @@
+"""gunicorn settings for the scale-out run: `gunicorn -c gunicorn.conf.py wsgi:app`.
+
+Every value can be overridden on the command line or with GUNICORN_CMD_ARGS; the bind address
+and worker count also follow WEB_BIND and WEB_WORKERS. See docs/DEPLOY.md.
+"""
+
+import os
+
+# gevent: one greenlet per connection, so an idle SSE stream costs a socket and a little
+# memory, not a thread. gunicorn's gevent worker patches the standard library itself.
+worker_class = "gevent"
+workers = int(os.environ.get("WEB_WORKERS", "") or (os.cpu_count() or 1) * 2)
+bind = os.environ.get("WEB_BIND", "") or "127.0.0.1:8000"
+
+# Each open page holds one /events stream; leave room for them besides ordinary requests.
+# The process needs a file-descriptor limit above this (LimitNOFILE in the systemd unit).
+worker_connections = 10000
+
+# A stream is one long response: gunicorn's request `timeout` is only the worker heartbeat
+# for the gevent worker, so streams are not cut by it.
+timeout = 30
+# On SIGTERM (stop, or HUP's replacement of old workers) streams end within a second with a
+# retry hint; ordinary requests get this long to finish.
+graceful_timeout = 10
+keepalive = 5
+
+# Never preload: the app, its database pool and the broker's Redis connections must be made
+# in each worker after the fork, and the gevent worker must patch before the app imports.
+preload_app = False
+
+# gunicorn's control socket (for gunicornc) defaults to one path per user, which two instances
+# on one host would fight over: opt in with a path of your own.
+if os.environ.get("WEB_CONTROL_SOCKET", "").strip():
+    control_socket = os.environ["WEB_CONTROL_SOCKET"].strip()
+else:
+    control_socket_disable = True
+
+accesslog = os.environ.get("WEB_ACCESS_LOG") or None
+errorlog = "-"
+loglevel = os.environ.get("WEB_LOG_LEVEL", "info")
+# Trust X-Forwarded-* only from the local reverse proxy (the app's PROXY_FIX does the rest).
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+
+def _broker_of(worker):
+    app = getattr(worker, "wsgi", None)
+    extensions = getattr(app, "extensions", None) or {}
+    return extensions.get("weighin_broker")
+
+
+def _close_streams_on_exit(worker) -> None:
+    """Wait for the worker to be told to stop, then end its streams so clients reconnect elsewhere."""
+    import gevent
+
+    while worker.alive:
+        gevent.sleep(0.2)
+    broker = _broker_of(worker)
+    if broker is not None:
+        worker.log.info("worker %s closing %d stream(s)", worker.pid, broker.local_stream_count())
+        broker.close_streams()
+
+
+def post_worker_init(worker) -> None:
+    """Start this worker's background work: the reminder scanner and the shutdown watcher."""
+    import gevent
+
+    from webapp.serve import start_background_work
+
+    # Every worker runs the scanner loop; the scan lock lets one scan at a time do the work.
+    # REMINDER_SCAN_INTERVAL=0 turns it off for a cron-driven scan (docs/DEPLOY.md).
+    start_background_work(worker.wsgi)
+    # SIGTERM only clears worker.alive (no hook runs), so a greenlet watches for it.
+    gevent.spawn(_close_streams_on_exit, worker)
+
+
+def worker_int(worker) -> None:
+    """SIGINT/SIGQUIT: a quick stop; still tell the streams, it costs nothing."""
+    broker = _broker_of(worker)
+    if broker is not None:
+        broker.close_streams()
+
+
+def worker_exit(server, worker) -> None:
+    """Release the broker's Redis connections and this worker's stream-count key."""
+    broker = _broker_of(worker)
+    if broker is not None:
+        try:
+            broker.stop()
+        except Exception:  # exiting anyway; nothing left to protect
+            worker.log.exception("stopping the broker failed")

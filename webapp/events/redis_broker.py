@@ -1,0 +1,273 @@
+"""The Redis broker: fan-out of outbox ids between the workers and hosts of a scale-out deployment.
+
+Publishing sends "channel:id" on one Redis pub/sub channel. Each process runs ONE listener
+greenlet (started on its first stream, after gunicorn has forked) that hands what it hears to
+this process's subscriptions; streams never hold a Redis connection of their own.
+
+Redis is only the wake-up call. Whenever the listener (re)connects, and every few seconds while
+it runs or waits to reconnect, it reads the outbox for ids it has not heard of and dispatches
+them, so an event whose publish was lost (Redis down, a connection reset) still arrives.
+
+Each process also keeps a short-lived key with its number of open streams, so the admin
+overview can add up the streams of every live process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import time
+import uuid
+from collections import OrderedDict
+
+import gevent
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from .broker import Broker
+
+log = logging.getLogger(__name__)
+
+PREFIX = "weighin:"
+EVENTS_CHANNEL = PREFIX + "events"
+STREAMS_KEY = PREFIX + "streams:"
+
+# How long the listener waits on Redis before doing its periodic chores.
+TICK_SECONDS = 1.0
+# Every so often the listener reads the outbox for events whose publish went missing.
+CATCH_UP_SECONDS = 5.0
+# A process's stream count expires unless refreshed, so a killed process stops counting.
+COUNT_REFRESH_SECONDS = 5.0
+COUNT_TTL_SECONDS = 20
+RECONNECT_MIN_SECONDS = 0.2
+RECONNECT_MAX_SECONDS = 10.0
+# After a failed publish, skip publishing briefly: an outage costs each request nothing,
+# and the listeners' outbox catch-up delivers what was skipped.
+PUBLISH_PAUSE_SECONDS = 1.0
+# How many recently dispatched ids to remember, so a catch-up does not dispatch them again.
+SEEN_IDS = 20000
+CATCH_UP_PAGE = 5000
+FIRST_LOOK_BACK = 1000
+
+
+def newest_event_id() -> int:
+    """The newest outbox id on any channel (inside an app context), 0 for an empty outbox."""
+    import sqlalchemy as sa
+
+    from ..extensions import db
+    from ..models import OutboxEvent
+
+    return db.session.scalar(db.select(sa.func.max(OutboxEvent.id))) or 0
+
+
+def format_message(channel: str, event_id: int) -> str:
+    return f"{channel}:{int(event_id)}"
+
+
+def parse_message(data) -> tuple[str, int] | None:
+    """("user:5", 42) from b"user:5:42"; None for anything malformed."""
+    if isinstance(data, bytes):
+        data = data.decode("utf-8", "replace")
+    channel, sep, raw_id = str(data).rpartition(":")
+    if not sep or not channel or not raw_id.isdigit():
+        return None
+    return channel, int(raw_id)
+
+
+class RedisBroker(Broker):
+    """Broker for several processes: Redis pub/sub to wake them, the outbox to catch up."""
+
+    def __init__(self, url: str, app=None):
+        super().__init__()
+        self.url = url
+        self.app = app
+        self.instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._pid = os.getpid()
+        self._client: redis.Redis | None = None
+        self._listener: gevent.Greenlet | None = None
+        self._publish_paused_until = 0.0
+        self._seen: OrderedDict[int, None] = OrderedDict()
+        # Catch-up reads outbox ids above this; it trails the newest id by one pass so a
+        # transaction that commits a little after a later id was published is still read.
+        self._horizon: int | None = None
+        self._previous_top = 0
+        self._count_written: tuple[int, float] | None = None
+        self.connected = False
+
+    # -- connections ----------------------------------------------------------------------
+    def client(self) -> redis.Redis:
+        """This process's Redis client (a small pool), made after fork and on first use."""
+        if self._client is None or self._pid != os.getpid():
+            self._pid = os.getpid()
+            self.instance = f"{socket.gethostname()}:{self._pid}:{uuid.uuid4().hex[:8]}"
+            # No client-side retries: a request must not wait on a Redis outage.
+            self._client = redis.Redis.from_url(
+                self.url,
+                socket_connect_timeout=1.0,
+                socket_timeout=2.0,
+                socket_keepalive=True,
+                health_check_interval=15,
+                retry=Retry(NoBackoff(), 0),
+                client_name="weighin",
+            )
+        return self._client
+
+    # -- the interface --------------------------------------------------------------------
+    def start(self) -> None:
+        """Start this process's listener greenlet, once (and again after a fork)."""
+        if self._listener is not None and not self._listener.dead and self._pid == os.getpid():
+            return
+        self.client()
+        self._listener = gevent.spawn(self._listen_forever)
+
+    def stop(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.kill(block=True, timeout=2)
+        try:
+            if self._client is not None:
+                self._client.delete(STREAMS_KEY + self.instance)
+                self._client.close()
+        except redis.RedisError:
+            pass
+        self._client = None
+        self.connected = False
+
+    def publish(self, channel: str, event_id: int) -> None:
+        if time.monotonic() < self._publish_paused_until:
+            return
+        try:
+            self.client().publish(EVENTS_CHANNEL, format_message(channel, event_id))
+        except (redis.RedisError, OSError) as error:
+            self._publish_paused_until = time.monotonic() + PUBLISH_PAUSE_SECONDS
+            log.warning("Redis publish of event %s failed (%s); listeners will catch up from the outbox",
+                        event_id, error)
+        except Exception:
+            log.exception("Redis publish of event %s failed", event_id)
+
+    def stream_count(self) -> int:
+        """Open streams in every live process, read from the processes' count keys."""
+        local = self.local_stream_count()
+        try:
+            client = self.client()
+            keys = list(client.scan_iter(match=STREAMS_KEY + "*", count=500))
+            others = [key for key in keys if key.decode() != STREAMS_KEY + self.instance]
+            total = sum(int(value) for value in client.mget(others) if value and value.isdigit()) if others else 0
+            return total + local
+        except (redis.RedisError, OSError, ValueError):
+            return local
+
+    # -- the listener ---------------------------------------------------------------------
+    def _listen_forever(self) -> None:
+        delay = RECONNECT_MIN_SECONDS
+        while True:
+            pubsub = None
+            try:
+                pubsub = self.client().pubsub()
+                pubsub.subscribe(EVENTS_CHANNEL)
+                self._await_subscribed(pubsub)
+                # Subscribed first, then read the outbox: nothing falls between the two.
+                # A database outage must not stop live delivery, hence quietly: the
+                # horizon stays put and the next pass tries again.
+                self._catch_up_quietly()
+                if not self.connected:
+                    log.info("broker listener %s subscribed to %s", self.instance, EVENTS_CHANNEL)
+                self.connected = True
+                delay = RECONNECT_MIN_SECONDS
+                self._listen(pubsub)
+            except gevent.GreenletExit:
+                raise
+            except Exception as error:
+                if self.connected:
+                    log.warning("broker listener lost Redis (%s); reconnecting", error)
+                self.connected = False
+            finally:
+                if pubsub is not None:
+                    try:
+                        pubsub.close()
+                    except Exception:
+                        pass
+            # While Redis is away, the outbox still delivers, only later.
+            self._catch_up_quietly()
+            gevent.sleep(delay * random.uniform(0.5, 1.5))
+            delay = min(delay * 2, RECONNECT_MAX_SECONDS)
+
+    @staticmethod
+    def _await_subscribed(pubsub) -> None:
+        """Wait for Redis to confirm the subscription: from then on no publish can miss us."""
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            message = pubsub.get_message(timeout=0.5)
+            if message is not None and message.get("type") == "subscribe":
+                return
+        raise redis.TimeoutError("no subscribe confirmation from Redis within 5 s")
+
+    def _listen(self, pubsub) -> None:
+        next_catch_up = time.monotonic() + CATCH_UP_SECONDS
+        while True:
+            message = pubsub.get_message(timeout=TICK_SECONDS)
+            if message is not None and message.get("type") == "message":
+                parsed = parse_message(message.get("data"))
+                if parsed is not None:
+                    self._dispatch_once(*parsed)
+            now = time.monotonic()
+            if now >= next_catch_up:
+                next_catch_up = now + CATCH_UP_SECONDS
+                self._catch_up_quietly()
+            self._write_count(now)
+
+    def _dispatch_once(self, channel: str, event_id: int) -> None:
+        if event_id in self._seen:
+            return
+        self._seen[event_id] = None
+        if len(self._seen) > SEEN_IDS:
+            self._seen.popitem(last=False)
+        self.dispatch(channel, event_id)
+
+    def _catch_up_quietly(self) -> None:
+        try:
+            self._catch_up()
+        except Exception as error:
+            log.warning("outbox catch-up failed (%s); trying again later", error)
+
+    def _catch_up(self) -> None:
+        """Dispatch outbox events this process has not heard of since the horizon."""
+        if self.app is None:
+            return
+        from ..extensions import db
+        from .outbox import events_after
+
+        with self.app.app_context():
+            try:
+                if self._horizon is None:
+                    # A fresh listener looks back a little: a stream that subscribed just
+                    # before the listener did must still get what was committed in between.
+                    # Older ids are harmless, a stream skips what its snapshot covered.
+                    newest = newest_event_id()
+                    self._horizon = self._previous_top = max(0, newest - FIRST_LOOK_BACK)
+                top = self._horizon
+                while True:
+                    rows = events_after(top, limit=CATCH_UP_PAGE)
+                    for channel, event_id in rows:
+                        self._dispatch_once(channel, event_id)
+                    if rows:
+                        top = rows[-1][1]
+                    if len(rows) < CATCH_UP_PAGE:
+                        break
+                # Trail by one pass: an id below the newest may belong to a transaction that
+                # was still committing, so the next pass reads from the previous pass's top.
+                self._horizon, self._previous_top = self._previous_top, max(top, self._previous_top)
+            finally:
+                db.session.remove()
+
+    def _write_count(self, now: float) -> None:
+        """Keep this process's stream count in Redis, refreshed before it expires."""
+        count = self.local_stream_count()
+        written = self._count_written
+        if written is not None and written[0] == count and now - written[1] < COUNT_REFRESH_SECONDS:
+            return
+        self.client().set(STREAMS_KEY + self.instance, count, ex=COUNT_TTL_SECONDS)
+        self._count_written = (count, now)
