@@ -57,6 +57,7 @@ def ada(client, auth):
 # --- authorization of every route -------------------------------------------------------------
 
 ANONYMOUS_ROUTES = [
+    ("get", "/"),
     ("get", "/dashboard"),
     ("post", "/entries"),
     ("get", "/entries"),

@@ -50,16 +50,23 @@ def _own_entry(entry_id: int) -> WeightEntry:
     return entry
 
 
+def _weights(user: User) -> list[tuple]:
+    """All of a user's (measured_at, grams) pairs: the trend needs the whole log, only two columns of it."""
+    return [
+        (measured_at, grams)
+        for measured_at, grams in db.session.execute(
+            db.select(WeightEntry.measured_at, WeightEntry.mass_g).where(WeightEntry.user_id == user.id)
+        )
+    ]
+
+
 def _dashboard_context(user: User, form: EntryForm | None = None, message: str | None = None,
                        submitted: bool = False) -> dict:
     """What the dashboard page and its live fragment show, computed from the user's whole log."""
     zone = get_zone(user.timezone)
-    entries = db.session.execute(
-        db.select(WeightEntry.measured_at, WeightEntry.mass_g).where(WeightEntry.user_id == user.id)
-    ).all()
     goal = user.current_goal()
     summary = summarize(
-        [(measured_at, grams) for measured_at, grams in entries],
+        _weights(user),
         zone,
         target_g=goal.target_g if goal else None,
         start_g=goal.start_g if goal else None,
@@ -70,7 +77,6 @@ def _dashboard_context(user: User, form: EntryForm | None = None, message: str |
         form.prefill_now()
     return {
         "summary": summary,
-        "goal": goal,
         "chart": build_chart(summary.points, summary.target_g, user.unit),
         "recent": db.session.scalars(user.entries_query().limit(RECENT_ENTRIES)).all(),
         "form": form,
@@ -187,12 +193,7 @@ def goal():
         form.target.data = input_value(current.target_g, user.unit)
     if form.validate_on_submit():
         now = form.now
-        summary = summarize(
-            [tuple(row) for row in db.session.execute(
-                db.select(WeightEntry.measured_at, WeightEntry.mass_g).where(WeightEntry.user_id == user.id)
-            )],
-            get_zone(user.timezone),
-        )
+        summary = summarize(_weights(user), get_zone(user.timezone))
         # Where the goal starts decides whether it means losing or gaining: the trend now,
         # or nothing yet (the dashboard then takes the first trend after this moment).
         start = round(summary.trend_g) if summary.trend_g is not None else None
