@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 import click
 from flask import Flask, current_app
+from flask.cli import with_appcontext
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from .accounts.emails import validated_email
@@ -54,6 +55,7 @@ def _read_password(from_stdin: bool) -> str:
 @click.argument("email", callback=_email_argument)
 @click.option("--password-stdin", is_flag=True,
               help="Read the password from the first line of standard input instead of asking.")
+@with_appcontext
 def create_admin(email: str, password_stdin: bool) -> None:
     """Create an admin account for EMAIL, or make an existing account an admin.
 
@@ -88,6 +90,7 @@ def create_admin(email: str, password_stdin: bool) -> None:
 @click.option("--seed", type=click.IntRange(min=0), default=None,
               help="Seed for the sample history, for the same data on every run.")
 @click.option("--no-scan", is_flag=True, help="Do not run a reminder scan afterwards.")
+@with_appcontext
 def demo_command(if_empty: bool, seed: int | None, no_scan: bool) -> None:
     """Fill the database with sample users, weeks of backdated history and an admin account.
 

@@ -38,7 +38,9 @@ def _render_error(code: int, message: str, headers: dict | None = None):
         # what failed, a page that needs nothing still beats Werkzeug's bare 500.
         log.exception("rendering the %s error page failed", code)
         _rollback_quietly()
-        body = render_template("errors/plain.html", code=code, message=message)
+        # Straight from the Jinja environment: render_template would run the context
+        # processors, and Flask-Login's loads the user from the database again.
+        body = current_app.jinja_env.get_template("errors/plain.html").render(code=code, message=message)
     response_headers = {"Vary": "HX-Request"}
     response_headers.update(headers or {})
     return body, code, response_headers

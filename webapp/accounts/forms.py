@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, EmailField, PasswordField, SelectField, StringField
+from wtforms import BooleanField, EmailField, PasswordField, SelectChoice, SelectField, StringField
 from wtforms.validators import DataRequired, Length, ValidationError
 
 from ..timeutil import timezone_names
@@ -12,7 +12,7 @@ from .emails import MAX_EMAIL_LENGTH, normalise_email, validated_email
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 200
 MAX_DISPLAY_NAME_LENGTH = 80
-UNITS = [("kg", "Kilograms (kg)"), ("lb", "Pounds (lb)")]
+UNITS = (SelectChoice("kg", "Kilograms (kg)"), SelectChoice("lb", "Pounds (lb)"))
 
 
 def _strip(value):
@@ -71,7 +71,7 @@ class SettingsForm(FlaskForm):
             Length(max=MAX_DISPLAY_NAME_LENGTH, message=f"Use at most {MAX_DISPLAY_NAME_LENGTH} characters.")
         ],
     )
-    unit = SelectField("Unit", choices=UNITS, validate_choice=False)
+    unit = SelectField("Unit", choices=list(UNITS), validate_choice=False)
     timezone = StringField("Time zone", filters=[_strip], validators=[DataRequired("Choose a time zone.")])
     reminders_enabled = BooleanField("Remind me when I have not logged for a while")
 
@@ -80,7 +80,7 @@ class SettingsForm(FlaskForm):
             raise ValidationError("Use letters, digits, spaces and punctuation only.")
 
     def validate_unit(self, field) -> None:
-        if field.data not in {value for value, _ in UNITS}:
+        if field.data not in {choice.value for choice in UNITS}:
             raise ValidationError("Choose kilograms (kg) or pounds (lb).")
 
     def validate_timezone(self, field) -> None:
