@@ -27,17 +27,20 @@ from bench.common import (
 )
 from bench.streams import check_delivery, collect_until
 
-TRANSPORTS = {
-    "poll 5 s": ("poll", 5.0),
-    "poll 30 s": ("poll", 30.0),
-    "long poll": ("longpoll", 0.0),
-    "WebSocket": ("ws", 0.0),
-    "SSE": ("sse", 0.0),
-}
+PUSH_TRANSPORTS = {"long poll": ("longpoll", 0.0), "WebSocket": ("ws", 0.0), "SSE": ("sse", 0.0)}
+
+
+def transports(poll_intervals=(5.0, 30.0)) -> dict[str, tuple[str, float]]:
+    """Transport name -> (client mode, poll interval), in the order the table shows them."""
+    polls = {f"poll {interval:g} s": ("poll", float(interval)) for interval in poll_intervals}
+    return {**polls, **PUSH_TRANSPORTS}
+
+
+TRANSPORTS = transports()
 
 
 def measure(name: str, database: str, users, args) -> dict:
-    mode, interval = TRANSPORTS[name]
+    mode, interval = transports(args.poll_intervals)[name]
     user_ids = [uid for uid, _ in users]
     with Server("embedded", database, env={"SSE_HEARTBEAT": str(args.heartbeat)}) as server:
         publisher = ControlPublisher(server.control_port)
@@ -107,7 +110,7 @@ def plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     sizes = sorted({r["users"] for r in rows})
-    names = [n for n in TRANSPORTS if any(r["transport"] == n for r in rows)]
+    names = [n for n in dict.fromkeys(r["transport"] for r in rows) if any(r["transport"] == n for r in rows)]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     width = 0.8 / max(1, len(sizes))
     for axis, key, label in ((axes[0], "cpu_s_per_hour", "server CPU seconds per hour"),
@@ -132,16 +135,20 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--users", type=lambda s: [int(x) for x in s.split(",")], default=[1000])
     parser.add_argument("--seconds", type=float, default=60.0, help="measured window per transport")
     parser.add_argument("--reminders", type=int, default=20, help="rare reminders sent during the window")
-    parser.add_argument("--transports", type=lambda s: [x.strip() for x in s.split(",")], default=list(TRANSPORTS))
+    parser.add_argument("--poll-intervals", type=lambda s: [float(x) for x in s.split(",")], default=[5.0, 30.0])
+    parser.add_argument("--transports", type=lambda s: [x.strip() for x in s.split(",")], default=None,
+                        help="which to run, by name (default: every poll interval, long poll, WebSocket, SSE)")
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--ramp", type=int, default=200)
     parser.add_argument("--heartbeat", type=int, default=15, help="SSE_HEARTBEAT (and WebSocket ping) seconds")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--plot", type=Path)
     args = parser.parse_args(argv)
-    unknown = set(args.transports) - set(TRANSPORTS)
+    known = transports(args.poll_intervals)
+    args.transports = args.transports or list(known)
+    unknown = set(args.transports) - set(known)
     if unknown:
-        parser.error(f"unknown transports {sorted(unknown)}; choose from {list(TRANSPORTS)}")
+        parser.error(f"unknown transports {sorted(unknown)}; choose from {list(known)}")
     raise_nofile()
     folder = Path(tempfile.mkdtemp(prefix="bench6-transports-"))
     rows = []
