@@ -68,6 +68,11 @@ def test_error_pages_are_friendly(failing_app, path, method, code):
     assert "HX-Request" in response.headers["Vary"]
 
 
+def test_oversized_request_is_a_friendly_413(client):
+    response = client.post("/account/login", data={"email": "a@example.com", "password": "x" * (2 * 1024 * 1024)})
+    assert_friendly(response, 413, MESSAGES[413])
+
+
 def test_405_keeps_the_allow_header(client):
     response = client.get("/account/logout")
     assert response.status_code == 405

@@ -19,6 +19,7 @@ _INTEGER = re.compile(r"-?[0-9]+")
 MIN_SECRET_KEY_LENGTH = 16
 DATABASE_SCHEMES = {"sqlite", "sqlite+pysqlite", "postgresql+psycopg"}
 BROKER_SCHEMES = {"memory", "redis", "rediss"}
+MAX_REQUEST_BYTES = 1024 * 1024
 
 
 def _int_env(env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int) -> int:
@@ -157,6 +158,8 @@ def load_config(instance_path: str | os.PathLike, env: Mapping[str, str] | None 
         "REMEMBER_COOKIE_SAMESITE": "Lax",
         "REMEMBER_COOKIE_SECURE": secure_cookies,
         "PROXY_FIX": _int_env(env, "PROXY_FIX", 0, 0, 5),
+        # Every form here is a few fields; a bigger body is a mistake or an attack (413 page).
+        "MAX_CONTENT_LENGTH": MAX_REQUEST_BYTES,
         "RATELIMIT_STORAGE_URI": rate_limit_storage_uri(broker_url),
         "EMBEDDED": embedded,
     }
