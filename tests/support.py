@@ -110,3 +110,113 @@ def server_env(tmp_path: Path, **overrides) -> dict:
     })
     env.update({k: str(v) for k, v in overrides.items()})
     return env
+
+
+# -- scale-out: gunicorn, a private Redis, scratch PostgreSQL databases ----------------------
+
+PG_ADMIN_URL = os.environ.get("WEIGHIN_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def process_children(pid: int) -> list[int]:
+    """Ids of the live (not zombie) child processes of pid, read from /proc."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The command name is in parentheses and may hold spaces; the fields after it are fixed.
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == pid and fields[0] != "Z":
+            children.append(int(entry.name))
+    return sorted(children)
+
+
+class GunicornProcess:
+    """`gunicorn -c gunicorn.conf.py wsgi:app` with N gevent workers on a free port, as a subprocess."""
+
+    def __init__(self, env: dict, log_path: Path, workers: int = 2):
+        self.env = dict(env)
+        self.port = int(self.env.get("PORT") or free_port())
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self.workers = workers
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> GunicornProcess:
+        gunicorn = Path(sys.executable).with_name("gunicorn")
+        with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                [str(gunicorn), "-c", "gunicorn.conf.py", "--workers", str(self.workers),
+                 "--bind", f"127.0.0.1:{self.port}", "wsgi:app"],
+                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        wait_for_port(self.port, proc=self.proc)
+        self.wait_for_workers()
+        return self
+
+    def worker_pids(self) -> list[int]:
+        return process_children(self.proc.pid) if self.proc is not None else []
+
+    def wait_for_workers(self, timeout: float = 30.0, exclude: tuple[int, ...] = ()) -> list[int]:
+        """Wait until the arbiter has its full set of workers (none of `exclude`), each serving."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pids = [pid for pid in self.worker_pids() if pid not in exclude]
+            booted = self.log().count("Booting worker with pid")
+            if len(pids) == self.workers and booted >= self.workers:
+                return pids
+            time.sleep(0.1)
+        raise RuntimeError(f"gunicorn did not get {self.workers} workers within {timeout} s:\n{self.log()[-3000:]}")
+
+    def signal(self, signum: int) -> None:
+        os.kill(self.proc.pid, signum)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class RedisServer:
+    """A private `redis-server` on a free port (no persistence), so tests may stop and restart it."""
+
+    def __init__(self, folder: Path, port: int | None = None):
+        self.port = port or free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.folder = folder
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> RedisServer:
+        with open(self.folder / f"redis-{self.port}.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no", "--daemonize", "no", "--dir", str(self.folder)],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        wait_for_port(self.port, proc=self.proc)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
