@@ -45,12 +45,14 @@ def measure(name: str, database: str, users, args) -> dict:
     with Server("embedded", database, env={"SSE_HEARTBEAT": str(args.heartbeat)}) as server:
         publisher = ControlPublisher(server.control_port)
         publisher.reset()
+        rss0 = server.rss()
         pool = ClientPool(server.url, users, mode=mode, interval=interval, processes=args.processes,
                           ramp_concurrency=args.ramp)
         try:
             ready = pool.wait_connected(timeout=max(120.0, interval * 2 + 60))
             time.sleep(1.0)
             start_report = pool.report()
+            rss1 = server.rss()
             cpu0, t_start = server.cpu(), time.monotonic()
             moments = sorted(random.uniform(0, args.seconds) for _ in range(args.reminders))
             targets = random.sample(user_ids, len(moments))
@@ -84,6 +86,7 @@ def measure(name: str, database: str, users, args) -> dict:
         "connected": ready["connected"], "client_failures": final["failures"], "last_error": final["last_error"],
         "cpu_s": round(cpu, 2), "requests": requests, "bytes": bytes_wire,
         "open_connections": round(sum(open_samples) / max(1, len(open_samples))),
+        "rss_per_connection_kib": round((rss1 - rss0) / max(1, ready["connected"]) / 1024, 1),
         "cpu_s_per_hour": round(cpu * scale, 1), "requests_per_hour": round(requests * scale),
         "mib_per_hour": round(bytes_wire * scale / 2**20, 1),
         "lateness_p50_s": round(delivery["p50_ms"] / 1000, 3), "lateness_max_s": round(delivery["max_ms"] / 1000, 3),
