@@ -98,10 +98,10 @@ def measure(name: str, database: str, users, args) -> dict:
 def table(rows: list[dict]) -> str:
     """A Markdown table of the per-hour figures."""
     head = ("| transport | users | server CPU s/hour | requests/hour | MiB/hour on the wire | open connections "
-            "| lateness p50 / max | missing / dup |\n|---|---|---|---|---|---|---|---|\n")
+            "| server KiB per connection | lateness p50 / max | missing / dup |\n|---|---|---|---|---|---|---|---|---|\n")
     return head + "".join(
         f"| {r['transport']} | {r['users']:,} | {r['cpu_s_per_hour']:,} | {r['requests_per_hour']:,} | "
-        f"{r['mib_per_hour']:,} | {r['open_connections']:,} | {r['lateness_p50_s']} s / {r['lateness_max_s']} s | "
+        f"{r['mib_per_hour']:,} | {r['open_connections']:,} | {r.get('rss_per_connection_kib', '–')} | {r['lateness_p50_s']} s / {r['lateness_max_s']} s | "
         f"{r['missing']} / {r['duplicates']} |\n" for r in rows)
 
 
