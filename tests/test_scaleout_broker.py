@@ -1,0 +1,120 @@
+"""The Redis broker's own rules: the wire format, publishing through an outage, outbox catch-up
+and stream counts across processes. (Its listener runs in real processes: tests/faults.)"""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import pytest
+import redis
+
+from webapp.events.outbox import announce
+from webapp.events.redis_broker import STREAMS_KEY, RedisBroker, format_message, parse_message
+from webapp.extensions import db
+
+from .support import RedisServer, free_port, unavailable
+
+
+class QuietRedisBroker(RedisBroker):
+    """The broker without its listener greenlet: the pytest process never runs a gevent hub."""
+
+    def start(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("raw", "parsed"), [
+    (b"user:5:42", ("user:5", 42)),
+    (b"admins:7", ("admins", 7)),
+    ("user:1:0", ("user:1", 0)),
+    (b"user:5:", None),
+    (b"user:5:x1", None),
+    (b":12", None),
+    (b"12", None),
+    (b"\xff\xfe:1", ("\ufffd\ufffd", 1)),
+    (b"user:1:-3", None),
+])
+def test_parse_message(raw, parsed):
+    assert parse_message(raw) == parsed
+
+
+def test_format_round_trips():
+    assert parse_message(format_message("user:12", 99).encode()) == ("user:12", 99)
+
+
+def test_publish_with_redis_down_neither_raises_nor_waits(app):
+    broker = QuietRedisBroker(f"redis://127.0.0.1:{free_port()}/0", app)
+    started = time.monotonic()
+    for event_id in range(20):
+        broker.publish("user:1", event_id)  # the first fails, the rest skip during the pause
+    assert time.monotonic() - started < 5
+    assert broker.stream_count() == 0  # and counting falls back to this process
+
+
+def test_a_commit_with_redis_down_still_succeeds(app):
+    app.extensions["weighin_broker"] = QuietRedisBroker(f"redis://127.0.0.1:{free_port()}/0", app)
+    with app.app_context():
+        announce("user:1", "test")
+        db.session.commit()
+        assert db.session.scalar(db.text("SELECT count(*) FROM outbox")) == 1
+
+
+def test_catch_up_dispatches_what_pubsub_missed_once(app):
+    broker = QuietRedisBroker(f"redis://127.0.0.1:{free_port()}/0", app)
+    sub = broker.subscribe(["user:1"], 50)
+    with app.app_context():
+        announce("user:1", "before the listener")
+        db.session.commit()
+    broker._catch_up()  # a fresh listener looks back, so a stream that just subscribed misses nothing
+    assert [sub.queue.get_nowait()] == [("user:1", 1)]
+
+    with app.app_context():
+        announce("user:2", "someone else")
+        announce("user:1", "publish lost")
+        db.session.commit()
+    broker._dispatch_once("user:2", 2)  # heard through Redis
+    broker._catch_up()
+    assert sub.queue.get_nowait() == ("user:1", 3)
+    broker._catch_up()
+    broker._dispatch_once("user:1", 3)  # a late copy from Redis changes nothing
+    assert sub.queue.empty()
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    if shutil.which("redis-server") is None:
+        unavailable("redis-server is not installed (apt-get install redis-server)")
+    server = RedisServer(tmp_path).start()
+    yield server
+    server.stop()
+
+
+def test_stream_count_adds_up_live_processes(app, private_redis):
+    broker = QuietRedisBroker(private_redis.url, app)
+    other = redis.Redis.from_url(private_redis.url)
+    try:
+        other.set(STREAMS_KEY + "host-b:123:abc", 5, ex=20)
+        other.set(STREAMS_KEY + "host-c:456:def", 2, ex=20)
+        subs = [broker.subscribe([f"user:{n}"], 5) for n in range(3)]
+        broker._write_count(time.monotonic())
+        assert int(other.get(STREAMS_KEY + broker.instance)) == 3
+        assert broker.stream_count() == 3 + 5 + 2
+        other.delete(STREAMS_KEY + "host-b:123:abc")  # a process that died: its key expired
+        assert broker.stream_count() == 3 + 2
+        broker.unsubscribe(subs[0])
+        assert broker.stream_count() == 2 + 2
+        broker.stop()
+        assert other.get(STREAMS_KEY + broker.instance) is None
+    finally:
+        other.close()
+
+
+def test_close_streams_wakes_every_subscription(app):
+    broker = QuietRedisBroker(f"redis://127.0.0.1:{free_port()}/0", app)
+    subs = [broker.subscribe(["user:1"], 1), broker.subscribe(["user:2", "admins"], 1)]
+    subs[0].deliver("user:1", 9)  # a full queue still learns it must close
+    broker.close_streams()
+    assert all(sub.closing for sub in subs)
+    assert not subs[1].queue.empty()
+    late = broker.subscribe(["user:3"], 1)
+    assert late.closing  # a stream that starts while the worker stops ends at once
