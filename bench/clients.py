@@ -50,7 +50,7 @@ class Client:
         self.user_id, self.cookie = user_id, cookie
         self.stats, self.mode, self.interval, self.gate = stats, mode, interval, gate
         self.after: int | None = None
-        self.seen: set[int] = set()
+        self.gated = False
 
     def _request(self, path: str, extra: str = "") -> bytes:
         return (f"GET {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nCookie: session={self.cookie}\r\n"
@@ -62,16 +62,30 @@ class Client:
             self.stats.events.append((self.user_id, int(match.group(1)), now))
 
     async def _open(self):
-        async with self.gate:  # pace connects so the listen backlog is not overrun
+        # A ramp: at most `gate` connections between connect and first answer, as browsers
+        # arriving over time would be, rather than every client at the same instant.
+        await self.gate.acquire()
+        self.gated = True
+        try:
             reader, writer = await asyncio.open_connection(self.host, self.port, limit=1 << 20)
+        except BaseException:
+            self._ungate()
+            raise
         self.stats.open += 1
         return reader, writer
 
+    def _ungate(self) -> None:
+        if self.gated:
+            self.gated = False
+            self.gate.release()
+
     def _close(self, writer) -> None:
+        self._ungate()
         self.stats.open -= 1
         writer.close()
 
     def _mark_connected(self, started: float) -> None:
+        self._ungate()
         self.stats.connected += 1
         self.stats.connect_times.append(time.monotonic() - started)
 
