@@ -280,6 +280,35 @@ def test_failed_login_storage_is_the_configured_one(app):
     assert isinstance(strategy.storage, MemoryStorage)
 
 
+def _plain_app(tmp_path, name, **overrides):
+    from tests.support import FAST_HASH, TEST_SECRET
+    from webapp import create_app
+
+    app = create_app({"TESTING": True, "INSTANCE_PATH": str(tmp_path / name), "SECRET_KEY": TEST_SECRET,
+                      "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / (name + '.db')}",
+                      "WTF_CSRF_ENABLED": False, "PASSWORD_HASH_METHOD": FAST_HASH, **overrides})
+    with app.app_context():
+        db.create_all()
+    return app
+
+
+def test_an_app_without_limits_does_not_switch_them_off_for_the_next_app(tmp_path, monkeypatch):
+    """Flask-Limiter's Limiter is one object per process; one app's choice must not leak into another."""
+    monkeypatch.delenv("RATELIMIT_ENABLED", raising=False)
+    unlimited = _plain_app(tmp_path, "unlimited", RATELIMIT_ENABLED=False)
+    assert unlimited.extensions["weighin_login_throttle"] is None
+    app = _plain_app(tmp_path, "limited")
+    client = app.test_client()
+    client.post("/account/signup", data={"email": "ada@example.com", "password": PASSWORD})
+    client.post("/account/logout")
+    for _ in range(5):
+        client.post("/account/login", data={"email": "ada@example.com", "password": "wrong password"})
+    assert client.post("/account/login", data={"email": "ada@example.com", "password": PASSWORD}).status_code == 429
+    for each in (unlimited, app):
+        with each.app_context():
+            db.engine.dispose()
+
+
 def test_failed_logins_share_redis_when_the_broker_is_redis(tmp_path, monkeypatch):
     """With BROKER_URL=redis://, failed logins are counted in that Redis, so workers share the count."""
     import redis

@@ -27,6 +27,8 @@ def test_embedded_defaults(tmp_path):
     assert cfg["SESSION_COOKIE_HTTPONLY"] and cfg["REMEMBER_COOKIE_HTTPONLY"]
     assert cfg["SESSION_COOKIE_SAMESITE"] == cfg["REMEMBER_COOKIE_SAMESITE"] == "Lax"
     assert cfg["SESSION_COOKIE_SECURE"] is False and cfg["REMEMBER_COOKIE_SECURE"] is False
+    assert cfg["RATELIMIT_ENABLED"] is True
+    assert cfg["MAX_CONTENT_LENGTH"] == 1024 * 1024
 
 
 def test_embedded_secret_key_is_generated_once_and_kept(tmp_path):
@@ -77,6 +79,7 @@ def test_blank_values_mean_the_default(tmp_path):
         ({"OUTBOX_RETENTION_DAYS": "-3"}, "OUTBOX_RETENTION_DAYS must be a whole number from 1"),
         ({"PROXY_FIX": "9"}, "PROXY_FIX must be a whole number from 0 to 5, got 9"),
         ({"SESSION_COOKIE_SECURE": "maybe"}, "SESSION_COOKIE_SECURE must be one of"),
+        ({"RATELIMIT_ENABLED": "sometimes"}, "RATELIMIT_ENABLED must be one of"),
         ({"BROKER_URL": "amqp://rabbit:5672"}, "BROKER_URL must be memory:// or redis://host:6379/0"),
         ({"BROKER_URL": "redis"}, "BROKER_URL must be memory:// or redis://host:6379/0"),
         ({"BROKER_URL": "localhost:6379"}, "BROKER_URL must be memory:// or redis://host:6379/0"),

@@ -161,5 +161,8 @@ def load_config(instance_path: str | os.PathLike, env: Mapping[str, str] | None 
         # Every form here is a few fields; a bigger body is a mistake or an attack (413 page).
         "MAX_CONTENT_LENGTH": MAX_REQUEST_BYTES,
         "RATELIMIT_STORAGE_URI": rate_limit_storage_uri(broker_url),
+        # Always explicit: Flask-Limiter's Limiter is one object per process, and an unset value
+        # would inherit whatever the previous app in the process chose (tests, benchmarks).
+        "RATELIMIT_ENABLED": _bool_env(env, "RATELIMIT_ENABLED", True),
         "EMBEDDED": embedded,
     }
