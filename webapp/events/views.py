@@ -132,8 +132,6 @@ def stream():
                     # The worker is shutting down: come back soon, to whichever worker answers.
                     yield sse.retry(random.randint(250, 1500))
                     return
-                if getattr(subscription, "closing", False):
-                    return  # the process is shutting down: the client resumes elsewhere
                 if subscription.overflowed:
                     log.info("dropping a slow /events client of user %s", user_id)
                     return  # too slow to drain: it resumes with Last-Event-ID
