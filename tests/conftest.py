@@ -14,24 +14,43 @@ from webapp.models import User
 from .support import FAST_HASH, TEST_SECRET, ServerProcess, flask_cli, server_env, unavailable
 
 
-@pytest.fixture
-def app(tmp_path):
+def build_app(tmp_path, name: str = "test", **overrides):
+    """A fresh app on its own SQLite file with the schema created; test settings, then overrides."""
     app = create_app({
         "TESTING": True,
         "INSTANCE_PATH": str(tmp_path / "instance"),
         "SECRET_KEY": TEST_SECRET,
-        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'test.db'}",
+        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / f'{name}.db'}",
         "BROKER_URL": "memory://",
         "WTF_CSRF_ENABLED": False,
         "PASSWORD_HASH_METHOD": FAST_HASH,
         "RATELIMIT_STORAGE_URI": "memory://",
+        **overrides,
     })
     with app.app_context():
         db.create_all()
-    yield app
+    return app
+
+
+def _dispose(app) -> None:
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
+
+
+@pytest.fixture
+def app(tmp_path):
+    app = build_app(tmp_path)
+    yield app
+    _dispose(app)
+
+
+@pytest.fixture
+def csrf_app(tmp_path):
+    """The app as it runs for real: CSRF checks on."""
+    app = build_app(tmp_path, "csrf", WTF_CSRF_ENABLED=True)
+    yield app
+    _dispose(app)
 
 
 @pytest.fixture

@@ -17,27 +17,14 @@ PASSWORD = "correct horse"
 
 
 @pytest.fixture
-def csrf_app(tmp_path):
-    """The app as it runs for real: CSRF checks on."""
-    app = create_app({
-        "TESTING": True,
-        "INSTANCE_PATH": str(tmp_path / "instance"),
-        "SECRET_KEY": TEST_SECRET,
-        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'csrf.db'}",
-        "PASSWORD_HASH_METHOD": FAST_HASH,
-        "RATELIMIT_STORAGE_URI": "memory://",
-        "WTF_CSRF_ENABLED": True,
-    })
-    with app.app_context():
-        db.create_all()
+def csrf_app(csrf_app):
+    """The CSRF-checking app with an admin, so every route (admin ones too) can be reached."""
+    with csrf_app.app_context():
         user = User(email="ada@example.com", is_admin=True)
         user.set_password(PASSWORD)
         db.session.add(user)
         db.session.commit()
-    yield app
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+    return csrf_app
 
 
 def csrf_token_from(page: str) -> str:

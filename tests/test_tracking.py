@@ -10,13 +10,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from webapp import create_app
 from webapp.extensions import db
 from webapp.models import GoalChange, OutboxEvent, Reminder, User, WeightEntry
 from webapp.reminders import lifecycle
 from webapp.timeutil import utcnow
 
-from .support import FAST_HASH, TEST_SECRET
 
 OTHER = "bob@example.com"
 
@@ -210,7 +208,7 @@ def test_bad_entries_are_refused_and_nothing_is_stored(app, ada, client, overrid
     response = client.post("/entries", data=_entry_form(overrides), headers=headers)
     body = response.get_data(as_text=True)
     assert response.status_code == 422
-    assert f'class="field-error"' in body and message in body
+    assert 'class="field-error"' in body and message in body
     assert 'aria-invalid="true"' in body
     assert ("<html" in body) is not htmx
     with app.app_context():
@@ -450,26 +448,6 @@ def test_csv_export_empty(ada, client):
 
 
 # --- CSRF -------------------------------------------------------------------------------------
-
-@pytest.fixture
-def csrf_app(tmp_path):
-    app = create_app({
-        "TESTING": True,
-        "INSTANCE_PATH": str(tmp_path / "instance"),
-        "SECRET_KEY": TEST_SECRET,
-        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'csrf.db'}",
-        "BROKER_URL": "memory://",
-        "WTF_CSRF_ENABLED": True,
-        "PASSWORD_HASH_METHOD": FAST_HASH,
-        "RATELIMIT_STORAGE_URI": "memory://",
-    })
-    with app.app_context():
-        db.create_all()
-    yield app
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
-
 
 def _token(page: str) -> str:
     return re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)

@@ -15,3 +15,6 @@ def get_broker(app=None):
     from flask import current_app
 
     return (app or current_app).extensions["weighin_broker"]
+
+
+__all__ = ["bp", "init_app", "get_broker", "make_broker"]
