@@ -1,6 +1,6 @@
-"""Print the Markdown tables of docs/BENCHMARKS.md from bench/results/*.json.
+"""Print the Markdown tables of docs/BENCHMARKS.md from bench/results/*.json, and draw its plot.
 
-    python -m bench.report [bench/results]
+    python -m bench.report [bench/results] [--plot docs/transports.png]
 """
 
 from __future__ import annotations
@@ -73,19 +73,32 @@ def pages(folder: Path) -> str:
         f"**{r['p99_ms']} ms** | {r['max_ms']} ms | {r['statuses']} |\n" for r in rows)
 
 
-def transports(folder: Path) -> str:
-    from bench.transports import table
-
+def transport_rows(folder: Path) -> list[dict]:
     rows = []
     for name in ("transports-1000", "transports-10000"):
         result = _load(folder, name)
         if result:
             rows += result["rows"]
+    return rows
+
+
+def transports(folder: Path) -> str:
+    from bench.transports import table
+
+    rows = transport_rows(folder)
     return table(rows) if rows else ""
 
 
 def main() -> None:
-    folder = Path(sys.argv[1] if len(sys.argv) > 1 else "bench/results")
+    args = sys.argv[1:]
+    if "--plot" in args:
+        at = args.index("--plot")
+        target = Path(args[at + 1])
+        del args[at:at + 2]
+        from bench.transports import plot
+
+        plot(transport_rows(Path(args[0] if args else "bench/results")), target)
+    folder = Path(args[0] if args else "bench/results")
     for title, part in (("Streams", streams), ("Transports", transports), ("Scan", scan), ("Pages", pages)):
         print(f"## {title}\n\n{part(folder)}\n")
 

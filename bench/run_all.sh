@@ -18,8 +18,8 @@ for part in $what; do
         run streams-gunicorn-20000 bench.streams --server gunicorn --db postgresql --clients 20000 --processes 4 --rates 100,500 --seconds 5
         run streams-embedded-10000 bench.streams --server embedded --clients 10000 --processes 3 --rates 100,500 --seconds 5 ;;
     transports)
-        run transports-1000 bench.transports --users 1000 --seconds 60 --reminders 20 --plot docs/transports-1000.png
-        run transports-10000 bench.transports --users 10000 --seconds 60 --reminders 20 --processes 3 --plot docs/transports-10000.png ;;
+        run transports-1000 bench.transports --users 1000 --seconds 60 --reminders 20 --plot bench/results/transports-1000.png
+        run transports-10000 bench.transports --users 10000 --seconds 60 --reminders 20 --processes 3 --plot bench/results/transports-10000.png ;;
     scan)
         run scan-100000 bench.scan --db sqlite,postgresql --users 100000 --explain
         run scan-1000000 bench.scan --db sqlite,postgresql --users 1000000 --no-first-scan --explain ;;
@@ -31,3 +31,5 @@ for part in $what; do
     *) echo "unknown part $part" >&2; exit 2 ;;
     esac
 done
+# The tables for docs/BENCHMARKS.md and its plot, from whatever results exist.
+"$PY" -m bench.report --plot docs/transports.png

@@ -119,13 +119,24 @@ def plot(rows: list[dict], path: Path) -> None:
     for axis, key, label in ((axes[0], "cpu_s_per_hour", "server CPU seconds per hour"),
                              (axes[1], "mib_per_hour", "MiB on the wire per hour")):
         for index, size in enumerate(sizes):
-            values = [next((r[key] for r in rows if r["transport"] == n and r["users"] == size), 0) for n in names]
-            axis.bar([i + index * width for i in range(len(names))], [max(v, 0.01) for v in values], width,
-                     label=f"{size:,} waiting users")
+            found = [next((r for r in rows if r["transport"] == n and r["users"] == size), None) for n in names]
+            xs = [i + index * width for i in range(len(names))]
+            bars = axis.bar([x for x, r in zip(xs, found) if r], [r[key] for r in found if r], width,
+                            label=f"{size:,} waiting users", color=f"C{index}")
+            for bar, row in zip(bars, [r for r in found if r]):
+                if row["connected"] < row["users"]:
+                    # Not every client got through (server saturated, or out of file descriptors): a floor, not the cost.
+                    bar.set_hatch("//")
+                    axis.annotate("not all connected", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                                  ha="center", va="bottom", fontsize=7)
+            for x, row in zip(xs, found):
+                if row is None:
+                    axis.annotate("not run", (x, axis.get_ylim()[0]), ha="center", va="bottom", fontsize=7,
+                                  rotation=90)
         axis.set_xticks([i + width * (len(sizes) - 1) / 2 for i in range(len(names))], names)
         axis.set_yscale("log")
         axis.set_title(label)
-        axis.legend()
+        axis.legend(loc="upper right", fontsize=8)
     fig.suptitle("Waiting for a rare reminder: cost per hour by transport (extrapolated from a scaled-down run)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
