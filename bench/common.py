@@ -155,6 +155,20 @@ def scratch_database(kind: str, name: str, folder: Path) -> str:
     return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + dbname
 
 
+def drop_scratch(database_url: str) -> None:
+    """Remove a scratch database made by scratch_database (the SQLite file, or the PostgreSQL database)."""
+    if database_url.startswith("sqlite:///"):
+        path = database_url[len("sqlite:///"):]
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(path + suffix).unlink(missing_ok=True)
+        return
+    import psycopg
+
+    dbname = database_url.rsplit("/", 1)[1]
+    with psycopg.connect(PG_ADMIN_URL.replace("postgresql+psycopg", "postgresql"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+
+
 def make_app(database_url: str, broker_url: str = "memory://", **extra):
     """The real app factory, pointed at a bench database migrated to the newest schema."""
     from webapp import create_app

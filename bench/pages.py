@@ -24,7 +24,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from bench.common import (
-    REDIS_URL, Server, bulk_users, machine, make_app, percentile, raise_nofile, scratch_database, session_cookie,
+    REDIS_URL, Server, bulk_users, drop_scratch, machine, make_app, percentile, raise_nofile, scratch_database, session_cookie,
 )
 
 CSRF = re.compile(rb'name="csrf_token"[^>]*value="([^"]+)"|"X-CSRFToken"\s*:\s*"([^"]+)"')
@@ -167,6 +167,11 @@ def main(argv=None) -> list[dict]:
             row["db"] = args.db
             print(json.dumps(row), flush=True)
             rows.append(row)
+    with app.app_context():
+        from webapp.extensions import db
+
+        db.engine.dispose()
+    drop_scratch(database)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"config": {k: str(v) for k, v in vars(args).items()},

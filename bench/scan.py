@@ -19,7 +19,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.common import bulk_users, machine, make_app, scratch_database, session_cookie
+from bench.common import bulk_users, drop_scratch, machine, make_app, scratch_database, session_cookie
 
 
 def timed(fn, repeat: int = 1):
@@ -85,6 +85,8 @@ def run_one(kind: str, size: int, args, folder: Path) -> dict:
             row["due_query_plan"] = plan
     with app.app_context():
         db.engine.dispose()
+    if not args.keep:
+        drop_scratch(database)
     return row
 
 
@@ -103,6 +105,7 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--no-first-scan", dest="first_scan", action="store_false",
                         help="skip the scan that opens a reminder for every inactive user")
     parser.add_argument("--explain", action="store_true", help="include PostgreSQL's plan for the due query")
+    parser.add_argument("--keep", action="store_true", help="keep the generated databases to look at")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     folder = Path(tempfile.mkdtemp(prefix="bench6-scan-"))

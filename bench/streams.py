@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench.clients import ClientPool
 from bench.common import (
-    REDIS_URL, ControlPublisher, LocalPublisher, Server, bulk_users, machine, make_app, percentile,
+    REDIS_URL, ControlPublisher, LocalPublisher, Server, bulk_users, drop_scratch, machine, make_app, percentile,
     raise_nofile, scratch_database, session_cookie,
 )
 
@@ -153,6 +153,11 @@ def run(args) -> dict:
             final = pool.stop()
             result["client_failures_total"] = final["failures"]
         result["server_log_tail"] = server.log_tail(10)
+    with app.app_context():
+        from webapp.extensions import db
+
+        db.engine.dispose()
+    drop_scratch(database)
     return result
 
 

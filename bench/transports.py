@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bench.clients import ClientPool
 from bench.common import (
-    ControlPublisher, Server, bulk_users, machine, make_app, percentile, raise_nofile, scratch_database,
+    ControlPublisher, Server, bulk_users, drop_scratch, machine, make_app, percentile, raise_nofile, scratch_database,
     session_cookie,
 )
 from bench.streams import check_delivery, collect_until
@@ -175,6 +175,7 @@ def main(argv=None) -> list[dict]:
             row = measure(name, database, users, args)
             print(json.dumps(row), flush=True)
             rows.append(row)
+        drop_scratch(database)
     print(table(rows))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
