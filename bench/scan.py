@@ -63,6 +63,11 @@ def run_one(kind: str, size: int, args, folder: Path) -> dict:
             first_s, created = timed(lambda: scan(now, 7))
             row.update(first_scan_s=round(first_s, 2), first_scan_opened=len(created),
                        per_reminder_ms=round(first_s / max(1, len(created)) * 1000, 3))
+        else:
+            # What the first scan leaves behind, without writing 10% of the users' reminders one by
+            # one: their clocks cleared, as open reminders clear them. The steady scan reads only that.
+            db.session.execute(db.update(User).where(User.reminder_clock <= now - _days(7)).values(reminder_clock=None))
+            db.session.commit()
         db.session.remove()
         steady_s, created = timed(lambda: scan(now, 7), repeat=3)
         row.update(steady_scan_ms=round(steady_s * 1000, 1), steady_scan_opened=len(created))

@@ -73,3 +73,11 @@ def test_pages_harness_drives_dashboard_and_quick_add(tmp_path):
     for row in rows:
         assert row["requests"] > 0
         assert set(row["statuses"]) == {200}, row
+
+
+def test_scan_harness_can_skip_the_first_scan(tmp_path):
+    from bench import scan
+
+    [row] = scan.main(["--db", "sqlite", "--users", "200", "--no-first-scan"])
+    assert "first_scan_s" not in row
+    assert row["steady_scan_opened"] == 0
