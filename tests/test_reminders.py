@@ -77,6 +77,35 @@ def test_inactivity_rule(app, history, scan_day, opens):
         assert len(open_reminders(user.id)) <= 1
 
 
+def test_scan_opens_in_batches_and_reports_every_reminder(app):
+    with app.app_context():
+        users = [make_user(f"user{i}@example.com") for i in range(7)]
+        created = lifecycle.scan(T0 + 8 * DAY, after_days=7, batch=3)
+        assert sorted(r.user_id for r in created) == sorted(u.id for u in users)
+        assert all(r.inactive_since == T0 for r in created)
+        assert len(db.session.scalars(db.select(Reminder)).all()) == 7
+        # One wake-up row per user and one for the admins per batch (3 + 3 + 1 users).
+        channels = db.session.scalars(db.select(OutboxEvent.channel)).all()
+        assert channels.count(ADMINS_CHANNEL) == 3
+        assert sorted(c for c in channels if c != ADMINS_CHANNEL) == sorted(user_channel(u.id) for u in users)
+        assert lifecycle.scan(T0 + 9 * DAY, after_days=7) == []
+
+
+def test_scan_survives_an_open_reminder_whose_clock_still_runs(app):
+    """A batch that hits the unique constraint falls back to one user at a time: no double, no crash."""
+    with app.app_context():
+        odd = make_user("odd@example.com")
+        normal = make_user("normal@example.com")
+        # An inconsistent row (open reminder, clock still running), as a crash between two
+        # statements of an older version could have left it.
+        db.session.add(Reminder(user_id=odd.id, status="open", open_for_user_id=odd.id, inactive_since=T0))
+        db.session.commit()
+        created = lifecycle.scan(T0 + 8 * DAY, after_days=7)
+        assert [r.user_id for r in created] == [normal.id]
+        assert len(open_reminders(odd.id)) == 1 and len(open_reminders(normal.id)) == 1
+        assert db.session.get(User, odd.id).reminder_clock is None
+
+
 def test_scan_reads_only_due_users_through_the_index(app):
     with app.app_context():
         query = lifecycle.due_users_query(T0, 7)

@@ -7,6 +7,7 @@ announce the change; the caller commits. See docs/ARCHITECTURE.md for the whole 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -125,16 +126,75 @@ def due_users_query(now: datetime, after_days: int):
     return db.select(User.id).where(User.reminder_clock <= cutoff).order_by(User.reminder_clock)
 
 
-def scan(now: datetime | None = None, after_days: int = 7, batch: int = 500) -> list[Reminder]:
-    """Open a reminder for every user who is due one; commits in batches and returns what it made."""
+class OpenedReminder(NamedTuple):
+    """What a scan reports of a reminder it opened (plain values, readable after the commit)."""
+
+    id: int
+    user_id: int
+    inactive_since: datetime
+
+
+def _claim_due_users(cutoff: datetime, limit: int):
+    """Clear the reminder clock of up to `limit` due users in one UPDATE; returns (id, last_active_at).
+
+    The re-check of the clock in the UPDATE itself is what makes the claim safe: a weight logged
+    meanwhile moved the clock past the cut-off, and a concurrent scanner's claim set it to NULL.
+    On PostgreSQL, SKIP LOCKED lets two scanners share the due users instead of queueing.
+    """
+    due = (
+        db.select(User.id)
+        .where(User.reminder_clock <= cutoff)
+        .order_by(User.reminder_clock)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return db.session.execute(
+        sa.update(User)
+        .where(User.id.in_(due.scalar_subquery()), User.reminder_clock <= cutoff)
+        .values(reminder_clock=None)
+        .returning(User.id, User.last_active_at)
+        .execution_options(synchronize_session=False)
+    ).all()
+
+
+def scan(now: datetime | None = None, after_days: int = 7, batch: int = 1000) -> list[OpenedReminder]:
+    """Open a reminder for every user who is due one; commits in batches and returns what it made.
+
+    Set-based: each batch is one claiming UPDATE, one multi-row INSERT of reminders and one of
+    outbox rows (a row per user's channel, one for the admins'), then a commit, so a first scan
+    over many idle users costs seconds rather than a round trip per user.
+    """
     now = now or utcnow()
     cutoff = now - timedelta(days=after_days)
-    user_ids = list(db.session.scalars(due_users_query(now, after_days)))
-    created: list[Reminder] = []
-    for start in range(0, len(user_ids), batch):
-        for user_id in user_ids[start:start + batch]:
-            reminder = open_reminder(user_id, now, due_before=cutoff)
-            if reminder is not None:
-                created.append(reminder)
+    created: list[OpenedReminder] = []
+    while True:
+        claimed = _claim_due_users(cutoff, batch)
+        if not claimed:
+            db.session.commit()
+            return created
+        reminders = [
+            Reminder(
+                user_id=user_id, status="open", open_for_user_id=user_id,
+                inactive_since=last_active_at, source="scan", created_at=now,
+            )
+            for user_id, last_active_at in claimed
+        ]
+        db.session.add_all(reminders)
+        for user_id, _ in claimed:
+            announce(user_channel(user_id), "reminder")
+        announce(ADMINS_CHANNEL, "reminder")
+        try:
+            db.session.flush()
+        except IntegrityError:
+            # Only possible if an open reminder exists for a user whose clock was still running:
+            # undo the batch and let the one-at-a-time path (savepoint per user) sort it out.
+            db.session.rollback()
+            for user_id, _ in claimed:
+                reminder = open_reminder(user_id, now, due_before=cutoff)
+                if reminder is not None:
+                    db.session.flush()
+                    created.append(OpenedReminder(reminder.id, user_id, reminder.inactive_since))
+            db.session.commit()
+            continue
+        created.extend(OpenedReminder(r.id, r.user_id, r.inactive_since) for r in reminders)
         db.session.commit()
-    return created
