@@ -24,6 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+# The test suite's helpers for ports, shared rather than written twice.
+from tests.support import free_port, wait_for_port  # noqa: E402,F401
+
 BENCH_SECRET = "bench-secret-key-0123456789abcdef"
 PG_ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -62,25 +65,6 @@ def percentile(values, q: float) -> float:
     ordered = sorted(values)
     rank = max(0, min(len(ordered) - 1, int(round(q / 100 * len(ordered) + 0.5)) - 1))
     return ordered[rank]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 60.0, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode} before listening on {port}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listened on port {port} within {timeout} s")
 
 
 # -- /proc ----------------------------------------------------------------------------------
@@ -319,9 +303,9 @@ class Server:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                          start_new_session=True, preexec_fn=lambda: raise_nofile())
-        wait_for_port(self.port, proc=self.proc)
+        wait_for_port(self.port, timeout=60, proc=self.proc)
         if self.control_port:
-            wait_for_port(self.control_port, proc=self.proc)
+            wait_for_port(self.control_port, timeout=60, proc=self.proc)
         if self.kind == "gunicorn":
             # Every worker must be up before memory is sampled.
             deadline = time.monotonic() + 30
