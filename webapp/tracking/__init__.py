@@ -2,39 +2,59 @@
 
 from flask import Flask
 from flask_login import current_user
+from jinja2 import pass_context
 
 from ..timeutil import get_zone, utcnow
 from ..units import format_change, format_weight, input_value
 from .views import bp
 
 
-def _viewer_unit() -> str:
-    return current_user.unit if current_user.is_authenticated else "kg"
+def _viewer(context):
+    """The logged-in user rendering this template, or None.
+
+    Read from the template context (Flask-Login puts the loaded user there) when it is present:
+    going through the current_user proxy costs a context lookup per filter call, and a dashboard
+    calls these filters dozens of times. Macros imported without context fall back to the proxy.
+    """
+    user = context.get("current_user") if context is not None else None
+    if user is None:
+        user = current_user
+    return user if user.is_authenticated else None
 
 
-def weight_filter(grams, places: int = 1) -> str:
+def _viewer_unit(context) -> str:
+    user = _viewer(context)
+    return user.unit if user is not None else "kg"
+
+
+@pass_context
+def weight_filter(context, grams, places: int = 1) -> str:
     """Template filter: grams in the viewer's unit, e.g. '72.5 kg'."""
-    return format_weight(grams, _viewer_unit(), places=places)
+    return format_weight(grams, _viewer_unit(context), places=places)
 
 
-def weight_change_filter(grams, places: int = 1) -> str:
+@pass_context
+def weight_change_filter(context, grams, places: int = 1) -> str:
     """Template filter: a signed difference in grams in the viewer's unit, e.g. '−0.4 kg'."""
-    return format_change(grams, _viewer_unit(), places=places)
+    return format_change(grams, _viewer_unit(context), places=places)
 
 
-def weight_exact_filter(grams) -> str:
+@pass_context
+def weight_exact_filter(context, grams) -> str:
     """Template filter: an entry's weight as typed (up to two decimals), e.g. '79.25 kg'."""
     if grams is None:
         return ""
-    unit = _viewer_unit()
+    unit = _viewer_unit(context)
     return f"{input_value(grams, unit)} {unit}"
 
 
-def entry_when_filter(moment) -> str:
+@pass_context
+def entry_when_filter(context, moment) -> str:
     """Template filter: when an entry was measured, short enough for a phone: '3 Mar, 07:30'."""
     if moment is None:
         return ""
-    zone = get_zone(current_user.timezone if current_user.is_authenticated else "UTC")
+    user = _viewer(context)
+    zone = get_zone(user.timezone if user is not None else "UTC")
     local = moment.astimezone(zone)
     year = "" if local.year == utcnow().astimezone(zone).year else f" {local.year}"
     return f"{local.day} {local:%b}{year}, {local:%H:%M}"

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
+from markupsafe import Markup
+
 from ..units import format_weight, from_grams
 from .trend import DayPoint
 
@@ -42,6 +44,29 @@ class Chart:
     def empty(self) -> bool:
         return not self.dots
 
+    def dots_markup(self) -> Markup:
+        """The <circle> of every dot, each with its label as a tooltip, as one piece of SVG.
+
+        Built here rather than in a template loop: with 90 days shown, a loop costs hundreds of
+        small template calls and escapes per page. Nothing here needs escaping: coordinates are
+        floats and labels are a day, a formatted number and the unit (kg or lb, checked by
+        from_grams), all written by build_chart.
+        """
+        return Markup("\n      ".join(
+            f'<circle class="weight-dot" cx="{x}" cy="{y}" r="3.5"><title>{label}</title></circle>'
+            for x, y, label in self.dots
+        ))
+
+    def rows_markup(self) -> Markup:
+        """The text alternative's table rows (day, the day's mean, the trend), newest first.
+
+        Like the dots, written by build_chart from numbers, dates and the unit: nothing to escape.
+        """
+        return Markup("\n      ".join(
+            f'<tr><td>{day.day} {day:%b %Y}</td><td class="num">{weight}</td><td class="num">{trend}</td></tr>'
+            for day, weight, trend in self.rows
+        ))
+
 
 def _nice_step(span: float, ticks: int = 5) -> float:
     """The smallest round step that splits `span` into at most `ticks` intervals."""
@@ -65,7 +90,9 @@ def build_chart(points: Sequence[DayPoint], target_g: int | None, unit: str, day
     shown = [p for p in points if (last_day - p.day).days <= days]
     first_day = shown[0].day
 
-    values = [from_grams(p.weight_g, unit) for p in shown] + [from_grams(p.trend_g, unit) for p in shown]
+    weights = [from_grams(p.weight_g, unit) for p in shown]
+    trends = [from_grams(p.trend_g, unit) for p in shown]
+    values = weights + trends
     if target_g is not None:
         values.append(from_grams(target_g, unit))
     low, high = min(values), max(values)
@@ -76,6 +103,7 @@ def build_chart(points: Sequence[DayPoint], target_g: int | None, unit: str, day
         high = low + step
 
     left, top, right, bottom = chart.plot
+    line: list[str] = []
     day_span = max((last_day - first_day).days, 1)
 
     def x_of(day: date) -> float:
@@ -87,10 +115,13 @@ def build_chart(points: Sequence[DayPoint], target_g: int | None, unit: str, day
     def y_of(value: float) -> float:
         return round(bottom - (bottom - top) * (value - low) / (high - low), 1)
 
-    for p in shown:
-        label = f"{_day_label(p.day)}: {format_weight(p.weight_g, unit)}"
-        chart.dots.append((x_of(p.day), y_of(from_grams(p.weight_g, unit)), label))
-    chart.trend_line = " ".join(f"{x_of(p.day)},{y_of(from_grams(p.trend_g, unit))}" for p in shown)
+    # Each point's weights in the unit, converted once: the dots, the line, the labels and the
+    # table all read them (from_grams is exact decimal arithmetic, too slow to repeat per use).
+    for p, weight, trend in zip(shown, weights, trends):
+        x = x_of(p.day)
+        chart.dots.append((x, y_of(weight), f"{_day_label(p.day)}: {weight:.1f} {unit}"))
+        line.append(f"{x},{y_of(trend)}")
+    chart.trend_line = " ".join(line)
     if target_g is not None:
         chart.goal_y = y_of(from_grams(target_g, unit))
         chart.goal_label = f"Goal {format_weight(target_g, unit)}"
@@ -113,14 +144,13 @@ def build_chart(points: Sequence[DayPoint], target_g: int | None, unit: str, day
         chart.x_ticks.append((x_of(last_day), _day_label(last_day)))
 
     chart.rows = [
-        (p.day, format_weight(p.weight_g, unit), format_weight(p.trend_g, unit)) for p in reversed(shown)
+        (p.day, f"{weight:.1f} {unit}", f"{trend:.1f} {unit}")
+        for p, weight, trend in zip(reversed(shown), reversed(weights), reversed(trends))
     ]
-    latest = shown[-1]
     parts = [
         f"{len(shown)} day{'s' if len(shown) != 1 else ''} of weights from {_day_label(first_day)} to "
-        f"{_day_label(last_day)}, between {format_weight(min(p.weight_g for p in shown), unit)} and "
-        f"{format_weight(max(p.weight_g for p in shown), unit)}.",
-        f"Trend now {format_weight(latest.trend_g, unit)}.",
+        f"{_day_label(last_day)}, between {min(weights):.1f} {unit} and {max(weights):.1f} {unit}.",
+        f"Trend now {trends[-1]:.1f} {unit}.",
     ]
     if target_g is not None:
         parts.append(f"Goal {format_weight(target_g, unit)}.")
