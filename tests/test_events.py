@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
+from datetime import datetime, timezone
+
 import gevent
 import pytest
+import sqlalchemy
 from gevent.queue import Queue
 
 from webapp.events import sse
@@ -284,3 +288,66 @@ def test_the_stream_ends_after_its_lifetime(stream_app):
         assert len(chunks) <= 3
     finally:
         stream.close()
+
+
+def test_connecting_checks_out_one_database_connection(stream_app):
+    # Loading the user, the newest id and the first snapshot share one short session: a
+    # reconnect storm queues on the pool once per stream, not twice.
+    user_id = _user(stream_app)
+    _open_reminder(stream_app, user_id)
+    with stream_app.app_context():
+        engine = db.engine
+    checkouts = []
+
+    def count(*args):
+        checkouts.append(gevent.getcurrent())
+
+    sqlalchemy.event.listen(engine, "checkout", count)
+    client = stream_app.test_client()
+    _log_in(client, user_id)
+    stream = Stream(client)
+    try:
+        stream.next()
+        assert "Dismiss" in stream.next()
+        # Only the stream's own greenlet counts, not the broker's outbox poller starting up.
+        assert checkouts.count(stream._reader) == 1
+    finally:
+        stream.close()
+        sqlalchemy.event.remove(engine, "checkout", count)
+
+
+def _area_of_page(html: str) -> str:
+    start = html.index('<div class="reminder-state"')
+    return html[start:html.index("</div>\n</div>", start) + len("</div>\n</div>")]
+
+
+@pytest.mark.parametrize(
+    ("zone", "last_weight_at"),
+    [
+        # 23:30 UTC is already the next day in Kiritimati (UTC+14): the date follows the user's zone.
+        ("Pacific/Kiritimati", datetime(2024, 3, 9, 23, 30, tzinfo=timezone.utc)),
+        ("America/New_York", None),  # never logged: the banner counts from the account's creation
+    ],
+)
+def test_the_streamed_banner_matches_the_one_on_the_page(stream_app, zone, last_weight_at):
+    user_id = _user(stream_app)
+    with stream_app.app_context():
+        user = db.session.get(User, user_id)
+        user.timezone, user.last_weight_at = zone, last_weight_at
+        db.session.commit()
+    _open_reminder(stream_app, user_id)
+    client = stream_app.test_client()
+    _log_in(client, user_id)
+    page = _area_of_page(client.get("/dashboard").get_data(as_text=True))
+    stream = Stream(client)
+    try:
+        stream.next()
+        snapshot = stream.next()
+    finally:
+        stream.close()
+    streamed = "\n".join(line[len("data: "):] for line in snapshot.splitlines() if line.startswith("data: "))
+    # The signed CSRF token carries a timestamp, so two renders may differ in it alone.
+    token = re.compile(r'name="csrf_token" value="[^"]+"')
+    assert token.sub("TOKEN", streamed) == token.sub("TOKEN", page)
+    if last_weight_at is not None:
+        assert "since 10 Mar 2024." in streamed

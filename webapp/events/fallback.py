@@ -8,7 +8,7 @@
   snapshots as JSON text frames `{"id": N, "html": "..."}`; `?after=ID` resumes like Last-Event-ID.
 
 Every answer carries the outbox id in `X-Event-Id` (or in the frame), the same id the stream
-writes as `id:`. They reuse the broker subscription and `render_area`, so an event takes the
+writes as `id:`. They share `subscribe_and_read` and `read_state` with the stream, so an event takes the
 same path whichever way it reaches the browser. SSE stays the transport the layout uses;
 docs/BENCHMARKS.md measures why.
 """
@@ -27,8 +27,7 @@ from gevent.queue import Empty
 from ..extensions import db
 from ..models import user_channel
 from . import sse
-from .outbox import latest_event_id
-from .views import render_area
+from .views import read_state, subscribe_and_read
 
 bp = Blueprint("events_fallback", __name__)
 sock = Sock()
@@ -56,12 +55,11 @@ def _after_param() -> int | None:
     return sse.parse_last_event_id(request.args.get("after"))
 
 
-def _snapshot_response(user_id: int, event_id: int) -> Response:
-    try:
-        body = render_area(user_id)
-    finally:
-        db.session.remove()  # the connection goes back to the pool before the bytes go out
-    return Response(body, mimetype="text/html", headers={**NO_STORE, "X-Event-Id": str(event_id)})
+def _snapshot_response(user_id: int, event_id: int, html: str | None = None) -> Response:
+    """The area as a fragment, tagged with its outbox id (rendered now unless already read)."""
+    if html is None:
+        _, html = read_state(user_id, (), area=True)
+    return Response(html, mimetype="text/html", headers={**NO_STORE, "X-Event-Id": str(event_id)})
 
 
 def _nothing_new(after: int) -> Response:
@@ -78,10 +76,7 @@ def area():
     """Polling: the reminder area now, or 204 if the client's `after` is already the newest id."""
     user_id = current_user.id
     after = _after_param()
-    try:
-        newest = latest_event_id((user_channel(user_id),))
-    finally:
-        db.session.remove()
+    newest, _ = read_state(user_id, (user_channel(user_id),), area=False)
     if _is_current(after, newest):
         return _nothing_new(after)
     return _snapshot_response(user_id, newest)
@@ -96,13 +91,8 @@ def wait():
     broker = current_app.extensions["weighin_broker"]
     timeout = float(current_app.config["LONGPOLL_TIMEOUT"])
 
-    # Subscribe before reading the newest id, so nothing committed in between is missed.
-    subscription = broker.subscribe((channel,), current_app.config["SSE_QUEUE_SIZE"])
+    subscription, newest, _ = subscribe_and_read(user_id, (channel,), area=False)
     try:
-        try:
-            newest = latest_event_id((channel,))
-        finally:
-            db.session.remove()
         if not _is_current(after, newest):
             return _snapshot_response(user_id, newest)
         deadline = time.monotonic() + timeout
@@ -132,19 +122,13 @@ def websocket(ws):
     heartbeat = config["SSE_HEARTBEAT"]
     deadline = time.monotonic() + config["SSE_MAX_LIFETIME"] * random.uniform(0.8, 1.0)
 
-    def push(event_id: int) -> None:
-        try:
-            html = render_area(user_id)
-        finally:
-            db.session.remove()
+    def push(event_id: int, html: str | None = None) -> None:
+        if html is None:
+            _, html = read_state(user_id, (), area=True)
         ws.send(json.dumps({"id": event_id, "html": html}))
 
-    subscription = broker.subscribe((channel,), config["SSE_QUEUE_SIZE"])
+    subscription, newest, _ = subscribe_and_read(user_id, (channel,), area=False)
     try:
-        try:
-            newest = latest_event_id((channel,))
-        finally:
-            db.session.remove()
         if not _is_current(sent, newest):
             push(newest)
             sent = newest

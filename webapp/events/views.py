@@ -11,16 +11,19 @@ from __future__ import annotations
 import logging
 import random
 import time
+from datetime import datetime
 
+import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, render_template, request, stream_with_context
 from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
 from gevent.queue import Empty
-from sqlalchemy.orm import joinedload
 
 from ..extensions import db
-from ..models import ADMINS_CHANNEL, Reminder, user_channel
+from ..models import ADMINS_CHANNEL, Reminder, User, user_channel
+from ..timeutil import get_zone, utcnow
 from . import sse
+from .broker import Subscription
 from .outbox import latest_event_id
 
 log = logging.getLogger(__name__)
@@ -41,23 +44,73 @@ ADMINS_EVENT = "weighin:admins"
 RETRY_MS = 2000
 
 
+def _open_banner(user_id: int) -> sa.Row | None:
+    """The few columns the banner shows for the user's open reminder (None if none is open)."""
+    # A Core select of four columns: no ORM objects, identity map or joinedload to build for a
+    # snapshot that every event, connect and burst pays.
+    return db.session.execute(
+        sa.select(Reminder.id, User.last_weight_at, User.created_at, User.timezone)
+        .join(User, User.id == Reminder.user_id)
+        .where(Reminder.open_for_user_id == user_id)
+        .limit(1)
+    ).first()
+
+
 def render_area(user_id: int) -> str:
     """The user's whole reminder area, exactly as the layout shows it on page load."""
-    reminder = db.session.scalars(
-        db.select(Reminder).options(joinedload(Reminder.user)).where(Reminder.open_for_user_id == user_id)
-    ).first()
-    return render_template("reminders/_area.html", reminder=reminder)
+    row = _open_banner(user_id)
+    if row is None:
+        return render_template("reminders/_area.html", reminder=None)
+    reminder_id, last_weight_at, created_at, timezone = row
+    return render_template(
+        "reminders/_area.html",
+        reminder=None,
+        banner={"id": reminder_id, "since": _local_date(last_weight_at or created_at, timezone)},
+    )
 
 
-def _read_state(user_id: int, channels: tuple[str, ...], *, area: bool) -> tuple[int, str | None]:
-    """The newest outbox id of the channels and (if asked) the rendered area, in one short session."""
+def _local_date(value: datetime, timezone: str) -> str:
+    """The banner's date as the page's local_date filter writes it, in the user's stored zone.
+
+    The filter reads the zone from current_user; the stream passes the zone it just read, so a
+    snapshot needs no loaded User. tests/test_events.py checks both give the same text.
+    """
+    zone = get_zone(timezone)
+    local = value.astimezone(zone)
+    if local.year == utcnow().astimezone(zone).year:
+        return f"{local.day} {local:%b}"
+    return f"{local.day} {local:%b %Y}"
+
+
+def read_state(user_id: int, channels: tuple[str, ...], *, area: bool) -> tuple[int, str | None]:
+    """The newest outbox id of the channels and (if asked) the rendered area, in one short session.
+
+    Every transport (the stream, polling, long polling, the WebSocket) reads through here; with
+    no channels it only renders the area (the id is then 0).
+    """
     try:
-        newest = latest_event_id(channels)
+        newest = latest_event_id(channels) if channels else 0
         html = render_area(user_id) if area else None
     finally:
         # Hand the connection back to the pool now: an idle stream must not hold one.
         db.session.remove()
     return newest, html
+
+
+def subscribe_and_read(user_id: int, channels: tuple[str, ...], *, area: bool) -> tuple[Subscription, int, str | None]:
+    """Subscribe to the channels, then read their newest id (and the area if asked).
+
+    In that order, so nothing committed in between is missed; the session is released before
+    returning, and the subscription is dropped again if the read fails.
+    """
+    broker = current_app.extensions["weighin_broker"]
+    subscription = broker.subscribe(channels, current_app.config["SSE_QUEUE_SIZE"])
+    try:
+        newest, html = read_state(user_id, channels, area=area)
+    except BaseException:
+        broker.unsubscribe(subscription)
+        raise
+    return subscription, newest, html
 
 
 def _snapshot_events(html: str | None, event_id: int, *, admins: bool) -> str:
@@ -102,22 +155,21 @@ def stream():
     # Streamed forms carry a CSRF token; make sure it is in the session cookie sent with the
     # headers, since nothing written after them can change the session.
     generate_csrf()
-    # Loading current_user used a connection; give it back before the stream starts idling.
-    db.session.remove()
 
-    # Subscribe before reading the newest id, so nothing committed in between is missed.
-    subscription = broker.subscribe(channels, config["SSE_QUEUE_SIZE"])
+    # The first snapshot is read here, on the connection that loaded current_user, which is
+    # released before the stream idles: one checkout per connect (a reconnect storm queues on them).
+    subscription, newest, html = subscribe_and_read(user_id, channels, area=True)
 
-    def generate():
+    def generate(newest: int, html: str | None):
         try:
             yield sse.retry(RETRY_MS) + sse.comment("connected")
-            newest, html = _read_state(user_id, channels, area=True)
             sent = last_seen
             # A client already at the newest id keeps its area: re-sending it would make screen
             # readers announce the banner again after every reconnect.
             if sent != newest:
                 yield _snapshot_events(html, newest, admins=is_admin)
                 sent = newest
+            html = None  # an idle stream keeps no rendered area
             deadline = time.monotonic() + lifetime
             while True:
                 remaining = deadline - time.monotonic()
@@ -139,7 +191,7 @@ def stream():
                 while not subscription.queue.empty():
                     news.add(subscription.queue.get_nowait()[0])
                 # The id comes from the outbox, not the wake-up, so it is always a committed one.
-                newest, html = _read_state(user_id, channels, area=own_channel in news)
+                newest, html = read_state(user_id, channels, area=own_channel in news)
                 if sent is not None and newest <= sent:
                     continue  # a late or repeated wake-up: nothing the client has not seen
                 yield _snapshot_events(html, newest, admins=ADMINS_CHANNEL in news)
@@ -150,7 +202,7 @@ def stream():
         finally:
             broker.unsubscribe(subscription)
 
-    response = Response(stream_with_context(generate()), mimetype="text/event-stream", headers=STREAM_HEADERS)
+    response = Response(stream_with_context(generate(newest, html)), mimetype="text/event-stream", headers=STREAM_HEADERS)
     # A client that leaves before the first chunk never runs the generator's finally.
     response.call_on_close(lambda: broker.unsubscribe(subscription))
     return response
