@@ -11,10 +11,11 @@ from __future__ import annotations
 import logging
 import random
 import time
+from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
-from flask import Blueprint, Response, current_app, render_template, request, stream_with_context
+from flask import Blueprint, Response, current_app, render_template, request, stream_with_context, url_for
 from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
 from gevent.queue import Empty
@@ -44,29 +45,76 @@ ADMINS_EVENT = "weighin:admins"
 RETRY_MS = 2000
 
 
+# Built once: constructing a select costs about as much as running it on SQLite. A Core select
+# of four columns: no ORM objects, identity map or joinedload for a snapshot that every event,
+# connect and burst pays.
+_OPEN_BANNER = (
+    sa.select(Reminder.id, User.last_weight_at, User.created_at, User.timezone)
+    .join(User, User.id == Reminder.user_id)
+    .where(Reminder.open_for_user_id == sa.bindparam("user_id"))
+    .limit(1)
+)
+
+
 def _open_banner(user_id: int) -> sa.Row | None:
     """The few columns the banner shows for the user's open reminder (None if none is open)."""
-    # A Core select of four columns: no ORM objects, identity map or joinedload to build for a
-    # snapshot that every event, connect and burst pays.
-    return db.session.execute(
-        sa.select(Reminder.id, User.last_weight_at, User.created_at, User.timezone)
-        .join(User, User.id == Reminder.user_id)
-        .where(Reminder.open_for_user_id == user_id)
-        .limit(1)
-    ).first()
+    return db.session.execute(_OPEN_BANNER, {"user_id": user_id}).first()
 
 
-def render_area(user_id: int) -> str:
-    """The user's whole reminder area, exactly as the layout shows it on page load."""
+@dataclass(frozen=True, slots=True)
+class AreaLinks:
+    """What the banner takes from the request, captured once: a stream renders without one."""
+
+    log_url: str
+    dismiss_url: str
+    csrf_token: str
+
+    @classmethod
+    def from_request(cls) -> AreaLinks:
+        return cls(
+            log_url=url_for("tracking.dashboard", _anchor="quick-add"),
+            dismiss_url=url_for("reminders.dismiss_banner"),
+            csrf_token=generate_csrf(),
+        )
+
+
+_EMPTY_AREA = "weighin_empty_area"
+
+
+def _area_template():
+    # The environment caches the compiled template; rendering it directly skips the context
+    # processors (current_user, current_reminder...), which the banner does not use.
+    return current_app.jinja_env.get_template("reminders/_area.html")
+
+
+def _empty_area() -> str:
+    """The area with no reminder: the same markup for every user, so rendered once per app."""
+    app = current_app._get_current_object()
+    cached = app.extensions.get(_EMPTY_AREA)
+    if cached is None:
+        cached = _area_template().render(banner=None)
+        if not app.jinja_env.auto_reload:  # a developer editing the template sees the change
+            app.extensions[_EMPTY_AREA] = cached
+    return cached
+
+
+def render_area(user_id: int, links: AreaLinks | None = None) -> str:
+    """The user's whole reminder area, exactly as the layout shows it on page load.
+
+    Needs an app context and, without links, a request context to take them from.
+    """
     row = _open_banner(user_id)
     if row is None:
-        return render_template("reminders/_area.html", reminder=None)
+        return _empty_area()
     reminder_id, last_weight_at, created_at, timezone = row
-    return render_template(
-        "reminders/_area.html",
-        reminder=None,
-        banner={"id": reminder_id, "since": _local_date(last_weight_at or created_at, timezone)},
-    )
+    links = links or AreaLinks.from_request()
+    return _area_template().render(banner={
+        "id": reminder_id,
+        "since": _local_date(last_weight_at or created_at, timezone),
+        "log_url": links.log_url,
+        "dismiss_url": links.dismiss_url,
+        "csrf_token": links.csrf_token,
+    })
 
 
 def _local_date(value: datetime, timezone: str) -> str:
@@ -82,7 +130,9 @@ def _local_date(value: datetime, timezone: str) -> str:
     return f"{local.day} {local:%b %Y}"
 
 
-def read_state(user_id: int, channels: tuple[str, ...], *, area: bool) -> tuple[int, str | None]:
+def read_state(
+    user_id: int, channels: tuple[str, ...], *, area: bool, links: AreaLinks | None = None
+) -> tuple[int, str | None]:
     """The newest outbox id of the channels and (if asked) the rendered area, in one short session.
 
     Every transport (the stream, polling, long polling, the WebSocket) reads through here; with
@@ -90,7 +140,7 @@ def read_state(user_id: int, channels: tuple[str, ...], *, area: bool) -> tuple[
     """
     try:
         newest = latest_event_id(channels) if channels else 0
-        html = render_area(user_id) if area else None
+        html = render_area(user_id, links) if area else None
     finally:
         # Hand the connection back to the pool now: an idle stream must not hold one.
         db.session.remove()
