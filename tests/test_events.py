@@ -351,3 +351,24 @@ def test_the_streamed_banner_matches_the_one_on_the_page(stream_app, zone, last_
     assert token.sub("TOKEN", streamed) == token.sub("TOKEN", page)
     if last_weight_at is not None:
         assert "since 10 Mar 2024." in streamed
+
+
+def test_a_snapshot_rendered_after_connect_carries_working_links_and_csrf_token(csrf_app):
+    # Snapshots after the first are rendered with only an app context (the stream keeps no
+    # request context): the links and the CSRF token captured at connect must still work.
+    csrf_app.config.update(SSE_HEARTBEAT=1, SSE_QUEUE_SIZE=4, OUTBOX_POLL_INTERVAL=0.2)
+    user_id = _user(csrf_app)
+    client = csrf_app.test_client()
+    _log_in(client, user_id)
+    stream = Stream(client)
+    try:
+        stream.next()
+        assert 'data-reminder-state="none"' in stream.next()
+        _open_reminder(csrf_app, user_id)
+        snapshot = stream.next()
+    finally:
+        stream.close()
+    assert 'href="/dashboard#quick-add"' in snapshot and 'hx-post="/reminders/dismiss"' in snapshot
+    token = re.search(r'name="csrf_token" value="([^"]+)"', snapshot).group(1)
+    dismissed = client.post("/reminders/dismiss", data={"csrf_token": token}, headers={"HX-Request": "true"})
+    assert dismissed.status_code == 200 and 'data-reminder-state="none"' in dismissed.get_data(as_text=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
-from flask import Blueprint, Response, current_app, render_template, request, stream_with_context, url_for
+from flask import Blueprint, Response, current_app, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
 from gevent.queue import Empty
@@ -147,7 +147,9 @@ def read_state(
     return newest, html
 
 
-def subscribe_and_read(user_id: int, channels: tuple[str, ...], *, area: bool) -> tuple[Subscription, int, str | None]:
+def subscribe_and_read(
+    user_id: int, channels: tuple[str, ...], *, area: bool, links: AreaLinks | None = None
+) -> tuple[Subscription, int, str | None]:
     """Subscribe to the channels, then read their newest id (and the area if asked).
 
     In that order, so nothing committed in between is missed; the session is released before
@@ -156,7 +158,7 @@ def subscribe_and_read(user_id: int, channels: tuple[str, ...], *, area: bool) -
     broker = current_app.extensions["weighin_broker"]
     subscription = broker.subscribe(channels, current_app.config["SSE_QUEUE_SIZE"])
     try:
-        newest, html = read_state(user_id, channels, area=area)
+        newest, html = read_state(user_id, channels, area=area, links=links)
     except BaseException:
         broker.unsubscribe(subscription)
         raise
@@ -202,13 +204,15 @@ def stream():
     heartbeat = config["SSE_HEARTBEAT"]
     lifetime = config["SSE_MAX_LIFETIME"] * random.uniform(0.8, 1.0)
     broker = current_app.extensions["weighin_broker"]
-    # Streamed forms carry a CSRF token; make sure it is in the session cookie sent with the
-    # headers, since nothing written after them can change the session.
-    generate_csrf()
+    # Streamed forms carry a CSRF token; taking it now puts it in the session cookie sent with
+    # the headers, since nothing written after them can change the session. The links are the
+    # same for every snapshot, so they are built once too.
+    links = AreaLinks.from_request()
+    app = current_app._get_current_object()
 
     # The first snapshot is read here, on the connection that loaded current_user, which is
     # released before the stream idles: one checkout per connect (a reconnect storm queues on them).
-    subscription, newest, html = subscribe_and_read(user_id, channels, area=True)
+    subscription, newest, html = subscribe_and_read(user_id, channels, area=True, links=links)
 
     def generate(newest: int, html: str | None):
         try:
@@ -241,7 +245,10 @@ def stream():
                 while not subscription.queue.empty():
                     news.add(subscription.queue.get_nowait()[0])
                 # The id comes from the outbox, not the wake-up, so it is always a committed one.
-                newest, html = read_state(user_id, channels, area=own_channel in news)
+                # An app context for this read only: the stream keeps no request context (its
+                # environ, session and loaded User) alive between events.
+                with app.app_context():
+                    newest, html = read_state(user_id, channels, area=own_channel in news, links=links)
                 if sent is not None and newest <= sent:
                     continue  # a late or repeated wake-up: nothing the client has not seen
                 yield _snapshot_events(html, newest, admins=ADMINS_CHANNEL in news)
@@ -252,7 +259,7 @@ def stream():
         finally:
             broker.unsubscribe(subscription)
 
-    response = Response(stream_with_context(generate(newest, html)), mimetype="text/event-stream", headers=STREAM_HEADERS)
+    response = Response(generate(newest, html), mimetype="text/event-stream", headers=STREAM_HEADERS)
     # A client that leaves before the first chunk never runs the generator's finally.
     response.call_on_close(lambda: broker.unsubscribe(subscription))
     return response
