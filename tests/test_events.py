@@ -96,9 +96,9 @@ def _log_in(client, user_id: int) -> None:
 class Stream:
     """An /events response read chunk by chunk, as the server writes it.
 
-    Each stream is iterated in a greenlet of its own, as the gevent server does: the request
-    context that stream_with_context keeps lives in that greenlet's context variables, so
-    several streams can be read in turn. (gevent without monkey-patching: nothing is patched.)
+    Each stream is iterated in a greenlet of its own, as the gevent server does, so several
+    streams can be read in turn and each read's app context lives in its own greenlet's
+    context variables. (gevent without monkey-patching: nothing is patched.)
     """
 
     def __init__(self, client, **headers):
@@ -108,7 +108,7 @@ class Stream:
         self.response = self._answers.get(timeout=10)
 
     def _read(self, client, headers) -> None:
-        # The request itself runs here too: stream_with_context pushes its context on the call.
+        # The request itself runs here too, as the server runs it in the connection's greenlet.
         self.response = client.get("/events", headers=headers, buffered=False)
         self._answers.put(self.response)
         chunks = iter(self.response.response)
