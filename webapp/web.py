@@ -61,17 +61,21 @@ def _user_zone():
     return get_zone(current_user.timezone if current_user.is_authenticated else "UTC")
 
 
-def local_date(value) -> str:
-    """A date in the viewer's time zone, as people write it: '12 Nov' (with the year if not this one)."""
-    if value is None:
-        return ""
+def format_local_date(value, zone) -> str:
+    """A date in the given zone, as people write it: '12 Nov' (with the year if not this one)."""
     from .timeutil import utcnow
 
-    zone = _user_zone()
     local = value.astimezone(zone)
     if local.year == utcnow().astimezone(zone).year:
         return f"{local.day} {local:%b}"
     return f"{local.day} {local:%b %Y}"
+
+
+def local_date(value) -> str:
+    """The template filter: a date in the viewer's time zone."""
+    if value is None:
+        return ""
+    return format_local_date(value, _user_zone())
 
 
 def local_datetime(value) -> str:

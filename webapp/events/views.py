@@ -22,7 +22,8 @@ from gevent.queue import Empty
 
 from ..extensions import db
 from ..models import ADMINS_CHANNEL, Reminder, User, user_channel
-from ..timeutil import get_zone, utcnow
+from ..timeutil import get_zone
+from ..web import format_local_date
 from . import sse
 from .broker import Subscription
 from .outbox import latest_event_id
@@ -118,16 +119,9 @@ def render_area(user_id: int, links: AreaLinks | None = None) -> str:
 
 
 def _local_date(value: datetime, timezone: str) -> str:
-    """The banner's date as the page's local_date filter writes it, in the user's stored zone.
-
-    The filter reads the zone from current_user; the stream passes the zone it just read, so a
-    snapshot needs no loaded User. tests/test_events.py checks both give the same text.
-    """
-    zone = get_zone(timezone)
-    local = value.astimezone(zone)
-    if local.year == utcnow().astimezone(zone).year:
-        return f"{local.day} {local:%b}"
-    return f"{local.day} {local:%b %Y}"
+    """The banner's date in the user's stored zone, without a loaded User (the page's filter reads
+    current_user); tests/test_events.py checks both give the same text."""
+    return format_local_date(value, get_zone(timezone))
 
 
 def read_state(
