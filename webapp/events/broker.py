@@ -8,11 +8,13 @@ broker; each open stream holds a Subscription with a bounded queue that the brok
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable
 
 import gevent
 from gevent.queue import Full, Queue
+
+from .outbox import OutboxFollower
 
 log = logging.getLogger(__name__)
 
@@ -121,10 +123,10 @@ class MemoryBroker(Broker):
         super().__init__()
         self.app = app
         self._poller: gevent.Greenlet | None = None
-        self._seen: OrderedDict[int, None] = OrderedDict()
+        self._follower = OutboxFollower(look_back=self.FIRST_LOOK_BACK, remember=self.SEEN_IDS)
 
     def publish(self, channel: str, event_id: int) -> None:
-        self._remember(event_id)
+        self._follower.first_time(event_id)
         self.dispatch(channel, event_id)
 
     def start(self) -> None:
@@ -137,41 +139,23 @@ class MemoryBroker(Broker):
         if poller is not None:
             poller.kill(block=False)
 
-    def _remember(self, event_id: int) -> None:
-        self._seen[event_id] = None
-        while len(self._seen) > self.SEEN_IDS:
-            self._seen.popitem(last=False)
-
     def _poll_outbox(self) -> None:
         from ..extensions import db
-        from .outbox import events_after, latest_event_id_anywhere
 
         interval = float(self.app.config.get("OUTBOX_POLL_INTERVAL", self.POLL_INTERVAL))
-        cursor = previous_top = None
         while self.local_stream_count() > 0:
             try:
                 with self.app.app_context():
                     try:
-                        if cursor is None:
-                            # Start a little in the past: a stream that subscribed just before
-                            # this listener started may have missed the last few commits.
-                            cursor = max(0, latest_event_id_anywhere() - self.FIRST_LOOK_BACK)
-                            previous_top = cursor
-                        rows = events_after(cursor)
+                        rows = self._follower.read_unseen()
                     finally:
                         db.session.remove()
                 # One wake-up per channel per pass keeps a burst from overflowing stream queues.
                 news: dict[str, int] = {}
                 for channel, event_id in rows:
-                    if event_id not in self._seen:
-                        self._remember(event_id)
-                        news[channel] = max(event_id, news.get(channel, 0))
+                    news[channel] = max(event_id, news.get(channel, 0))
                 for channel, event_id in news.items():
                     self.dispatch(channel, event_id)
-                # The next pass reads again from the top of this one's predecessor, so an id that
-                # commits a little after a higher one (possible on PostgreSQL) is still seen.
-                top = max((event_id for _, event_id in rows), default=cursor)
-                cursor, previous_top = min(top, previous_top), top
             except Exception:
                 log.exception("reading the outbox for news failed; trying again")
             gevent.sleep(interval)

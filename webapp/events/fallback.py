@@ -24,7 +24,6 @@ from flask_login import current_user
 from flask_sock import Sock
 from gevent.queue import Empty
 
-from ..extensions import db
 from ..models import user_channel
 from . import sse
 from .views import read_state, subscribe_and_read

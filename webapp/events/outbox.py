@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -46,6 +47,50 @@ def events_after(after_id: int, limit: int = 10000) -> list[tuple[str, int]]:
         .limit(limit)
     )
     return [(channel, event_id) for channel, event_id in rows]
+
+
+class OutboxFollower:
+    """A broker listener's memory of the outbox: which ids it dispatched, where to read next.
+
+    Reading trails by one pass (each read starts at the previous read's top, not its own), since
+    an id below the newest may belong to a transaction that was still committing: PostgreSQL hands
+    out ids before commit. Ids already dispatched, read or heard through the broker, are skipped.
+    """
+
+    def __init__(self, look_back: int, remember: int, page: int = 5000):
+        self.look_back = look_back
+        self.remember = remember
+        self.page = page
+        self._seen: OrderedDict[int, None] = OrderedDict()
+        self._horizon: int | None = None
+        self._previous_top = 0
+
+    def first_time(self, event_id: int) -> bool:
+        """Remember an id as dispatched; False when it already was."""
+        if event_id in self._seen:
+            return False
+        self._seen[event_id] = None
+        if len(self._seen) > self.remember:
+            self._seen.popitem(last=False)
+        return True
+
+    def read_unseen(self) -> list[tuple[str, int]]:
+        """(channel, id) of outbox rows not dispatched yet, oldest first; needs an app context."""
+        if self._horizon is None:
+            # A fresh listener looks back a little: a stream that subscribed just before the
+            # listener started must still get what was committed in between.
+            self._horizon = self._previous_top = max(0, latest_event_id_anywhere() - self.look_back)
+        top = self._horizon
+        fresh = []
+        while True:
+            rows = events_after(top, limit=self.page)
+            fresh.extend((channel, event_id) for channel, event_id in rows if self.first_time(event_id))
+            if rows:
+                top = rows[-1][1]
+            if len(rows) < self.page:
+                break
+        self._horizon, self._previous_top = self._previous_top, max(top, self._previous_top)
+        return fresh
 
 
 def prune(older_than_days: int, now=None) -> int:

@@ -20,7 +20,6 @@ import random
 import socket
 import time
 import uuid
-from collections import OrderedDict
 
 import gevent
 import redis
@@ -28,6 +27,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .broker import Broker
+from .outbox import OutboxFollower
 
 log = logging.getLogger(__name__)
 
@@ -51,16 +51,6 @@ PUBLISH_PAUSE_SECONDS = 1.0
 SEEN_IDS = 20000
 CATCH_UP_PAGE = 5000
 FIRST_LOOK_BACK = 1000
-
-
-def newest_event_id() -> int:
-    """The newest outbox id on any channel (inside an app context), 0 for an empty outbox."""
-    import sqlalchemy as sa
-
-    from ..extensions import db
-    from ..models import OutboxEvent
-
-    return db.session.scalar(db.select(sa.func.max(OutboxEvent.id))) or 0
 
 
 def format_message(channel: str, event_id: int) -> str:
@@ -89,11 +79,8 @@ class RedisBroker(Broker):
         self._client: redis.Redis | None = None
         self._listener: gevent.Greenlet | None = None
         self._publish_paused_until = 0.0
-        self._seen: OrderedDict[int, None] = OrderedDict()
-        # Catch-up reads outbox ids above this; it trails the newest id by one pass so a
-        # transaction that commits a little after a later id was published is still read.
-        self._horizon: int | None = None
-        self._previous_top = 0
+        # What this process dispatched, heard through Redis or read from the outbox.
+        self._follower = OutboxFollower(look_back=FIRST_LOOK_BACK, remember=SEEN_IDS, page=CATCH_UP_PAGE)
         self._count_written: tuple[int, float] | None = None
         self.connected = False
 
@@ -220,12 +207,8 @@ class RedisBroker(Broker):
             self._write_count(now)
 
     def _dispatch_once(self, channel: str, event_id: int) -> None:
-        if event_id in self._seen:
-            return
-        self._seen[event_id] = None
-        if len(self._seen) > SEEN_IDS:
-            self._seen.popitem(last=False)
-        self.dispatch(channel, event_id)
+        if self._follower.first_time(event_id):
+            self.dispatch(channel, event_id)
 
     def _catch_up_quietly(self) -> None:
         try:
@@ -234,32 +217,15 @@ class RedisBroker(Broker):
             log.warning("outbox catch-up failed (%s); trying again later", error)
 
     def _catch_up(self) -> None:
-        """Dispatch outbox events this process has not heard of since the horizon."""
+        """Dispatch outbox events this process has not heard of."""
         if self.app is None:
             return
         from ..extensions import db
-        from .outbox import events_after
 
         with self.app.app_context():
             try:
-                if self._horizon is None:
-                    # A fresh listener looks back a little: a stream that subscribed just
-                    # before the listener did must still get what was committed in between.
-                    # Older ids are harmless, a stream skips what its snapshot covered.
-                    newest = newest_event_id()
-                    self._horizon = self._previous_top = max(0, newest - FIRST_LOOK_BACK)
-                top = self._horizon
-                while True:
-                    rows = events_after(top, limit=CATCH_UP_PAGE)
-                    for channel, event_id in rows:
-                        self._dispatch_once(channel, event_id)
-                    if rows:
-                        top = rows[-1][1]
-                    if len(rows) < CATCH_UP_PAGE:
-                        break
-                # Trail by one pass: an id below the newest may belong to a transaction that
-                # was still committing, so the next pass reads from the previous pass's top.
-                self._horizon, self._previous_top = self._previous_top, max(top, self._previous_top)
+                for channel, event_id in self._follower.read_unseen():
+                    self.dispatch(channel, event_id)
             finally:
                 db.session.remove()
 
