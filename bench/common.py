@@ -10,7 +10,6 @@ import os
 import platform
 import random
 import resource
-import signal
 import socket
 import subprocess
 import sys
@@ -25,7 +24,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 # The test suite's helpers for ports, shared rather than written twice.
-from tests.support import free_port, wait_for_port  # noqa: E402,F401
+from tests.support import free_port, stop_process_group, wait_for_port  # noqa: E402,F401
 
 BENCH_SECRET = "bench-secret-key-0123456789abcdef"
 PG_ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -321,14 +320,7 @@ class Server:
         return tree_rss(self.proc.pid)
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
+        stop_process_group(self.proc, grace=20)
 
     def log_tail(self, lines: int = 30) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

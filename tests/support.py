@@ -44,6 +44,18 @@ def wait_for_port(port: int, timeout: float = 20.0, proc: subprocess.Popen | Non
     raise RuntimeError(f"nothing listened on port {port} within {timeout} s")
 
 
+def stop_process_group(proc: subprocess.Popen | None, grace: float = 10.0) -> None:
+    """SIGTERM a subprocess started with start_new_session=True and its children; SIGKILL after grace."""
+    if proc is None or proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
 def flask_cli(args: list[str], env: dict, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
     """Run `flask --app wsgi ARGS` in a subprocess with the given environment."""
     result = subprocess.run(
@@ -76,14 +88,7 @@ class ServerProcess:
         return self
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
+        stop_process_group(self.proc, grace=10)
 
     def restart(self) -> None:
         self.stop()
@@ -175,14 +180,7 @@ class GunicornProcess:
         os.kill(self.proc.pid, signum)
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
+        stop_process_group(self.proc, grace=20)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
