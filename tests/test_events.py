@@ -136,6 +136,13 @@ class Stream:
             self._reader.join(timeout=10)
 
 
+def _stream_for(app, user_id: int, **headers) -> Stream:
+    """A logged-in client's /events stream, as a browser tab of that user opens it."""
+    client = app.test_client()
+    _log_in(client, user_id)
+    return Stream(client, **headers)
+
+
 def _open_reminder(app, user_id):
     with app.app_context():
         lifecycle.open_reminder(user_id)
@@ -156,9 +163,7 @@ def test_anonymous_gets_no_stream(stream_app):
 def test_stream_starts_with_retry_then_the_snapshot(stream_app):
     user_id = _user(stream_app)
     _open_reminder(stream_app, user_id)
-    client = stream_app.test_client()
-    _log_in(client, user_id)
-    stream = Stream(client)
+    stream = _stream_for(stream_app, user_id)
     try:
         assert stream.response.mimetype == "text/event-stream"
         assert stream.response.headers["Cache-Control"] == "no-cache"
@@ -176,9 +181,7 @@ def test_stream_starts_with_retry_then_the_snapshot(stream_app):
 def test_any_other_last_event_id_gets_the_snapshot_at_once(stream_app, last_event_id):
     user_id = _user(stream_app)
     _open_reminder(stream_app, user_id)
-    client = stream_app.test_client()
-    _log_in(client, user_id)
-    stream = Stream(client, **{"Last-Event-ID": last_event_id})
+    stream = _stream_for(stream_app, user_id, **{"Last-Event-ID": last_event_id})
     try:
         assert stream.response.status_code == 200
         stream.next()
@@ -190,9 +193,7 @@ def test_any_other_last_event_id_gets_the_snapshot_at_once(stream_app, last_even
 def test_a_client_at_the_newest_id_keeps_its_area(stream_app):
     user_id = _user(stream_app)
     _open_reminder(stream_app, user_id)
-    client = stream_app.test_client()
-    _log_in(client, user_id)
-    stream = Stream(client, **{"Last-Event-ID": "1"})
+    stream = _stream_for(stream_app, user_id, **{"Last-Event-ID": "1"})
     try:
         stream.next()
         assert stream.next() == ":\n\n"  # nothing new: only a heartbeat
@@ -207,9 +208,7 @@ def test_no_database_connection_is_held_while_streams_idle(stream_app):
     streams = []
     try:
         for user_id in user_ids:
-            client = stream_app.test_client()
-            _log_in(client, user_id)
-            stream = Stream(client)
+            stream = _stream_for(stream_app, user_id)
             stream.next()
             stream.next()  # the snapshot: the stream read the database, and is now idle
             streams.append(stream)
@@ -227,9 +226,7 @@ def test_news_reaches_only_its_own_user(stream_app):
     streams = {}
     try:
         for user_id in (ada, bob):
-            client = stream_app.test_client()
-            _log_in(client, user_id)
-            streams[user_id] = Stream(client)
+            streams[user_id] = _stream_for(stream_app, user_id)
             streams[user_id].next()
             streams[user_id].next()
         _open_reminder(stream_app, ada)
@@ -242,9 +239,7 @@ def test_news_reaches_only_its_own_user(stream_app):
 
 def test_admins_also_get_the_admins_channel_as_a_named_event(stream_app):
     admin, ada = _user(stream_app, "admin@example.com", admin=True), _user(stream_app)
-    client = stream_app.test_client()
-    _log_in(client, admin)
-    stream = Stream(client)
+    stream = _stream_for(stream_app, admin)
     try:
         stream.next()
         first = stream.next()
@@ -258,9 +253,7 @@ def test_admins_also_get_the_admins_channel_as_a_named_event(stream_app):
 
 def test_a_slow_client_is_dropped_when_its_queue_overflows(stream_app):
     user_id = _user(stream_app)
-    client = stream_app.test_client()
-    _log_in(client, user_id)
-    stream = Stream(client)
+    stream = _stream_for(stream_app, user_id)
     try:
         stream.next()
         stream.next()
@@ -277,9 +270,7 @@ def test_a_slow_client_is_dropped_when_its_queue_overflows(stream_app):
 def test_the_stream_ends_after_its_lifetime(stream_app):
     stream_app.config.update(SSE_MAX_LIFETIME=1)
     user_id = _user(stream_app)
-    client = stream_app.test_client()
-    _log_in(client, user_id)
-    stream = Stream(client)
+    stream = _stream_for(stream_app, user_id)
     try:
         chunks = []
         with pytest.raises(StopIteration):
@@ -303,9 +294,7 @@ def test_connecting_checks_out_one_database_connection(stream_app):
         checkouts.append(gevent.getcurrent())
 
     sqlalchemy.event.listen(engine, "checkout", count)
-    client = stream_app.test_client()
-    _log_in(client, user_id)
-    stream = Stream(client)
+    stream = _stream_for(stream_app, user_id)
     try:
         stream.next()
         assert "Dismiss" in stream.next()
