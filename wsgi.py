@@ -23,7 +23,9 @@ def _listen_address() -> tuple[str, int]:
     host = os.environ.get("HOST", "127.0.0.1").strip() or "127.0.0.1"
     raw_port = os.environ.get("PORT", "5000").strip() or "5000"
     if not (raw_port.isascii() and raw_port.isdigit() and len(raw_port) <= 5 and 0 < int(raw_port) < 65536):
-        print(f"Weigh-in cannot start: PORT must be a number from 1 to 65535, got {raw_port!r}", file=sys.stderr)
+        print(
+            f"Weigh-in cannot start: PORT must be a number from 1 to 65535, got {raw_port!r}", file=sys.stderr
+        )
         sys.exit(2)
     return host, int(raw_port)
 

@@ -44,8 +44,17 @@ class Stats:
 class Client:
     """One simulated browser tab for one user."""
 
-    def __init__(self, host: str, port: int, user_id: int, cookie: str, stats: Stats, mode: str,
-                 interval: float, gate: asyncio.Semaphore):
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        user_id: int,
+        cookie: str,
+        stats: Stats,
+        mode: str,
+        interval: float,
+        gate: asyncio.Semaphore,
+    ):
         self.host, self.port = host, port
         self.user_id, self.cookie = user_id, cookie
         self.stats, self.mode, self.interval, self.gate = stats, mode, interval, gate
@@ -53,8 +62,10 @@ class Client:
         self.gated = False
 
     def _request(self, path: str, extra: str = "") -> bytes:
-        return (f"GET {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nCookie: session={self.cookie}\r\n"
-                f"User-Agent: weighin-bench\r\nAccept: */*\r\n{extra}\r\n").encode()
+        return (
+            f"GET {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nCookie: session={self.cookie}\r\n"
+            f"User-Agent: weighin-bench\r\nAccept: */*\r\n{extra}\r\n"
+        ).encode()
 
     def _banners(self, data: bytes) -> None:
         now = time.time()
@@ -180,8 +191,11 @@ class Client:
         try:
             key = base64.b64encode(os.urandom(16)).decode()
             query = f"?after={self.after}" if self.after is not None else ""
-            request = self._request("/events/ws" + query, "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                                    f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n")
+            request = self._request(
+                "/events/ws" + query,
+                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n",
+            )
             writer.write(request)
             self.stats.bytes_out += len(request)
             self.stats.requests += 1
@@ -195,10 +209,10 @@ class Client:
                 size = b2 & 0x7F
                 extra = 0
                 if size == 126:
-                    size, = struct.unpack("!H", await reader.readexactly(2))
+                    (size,) = struct.unpack("!H", await reader.readexactly(2))
                     extra = 2
                 elif size == 127:
-                    size, = struct.unpack("!Q", await reader.readexactly(8))
+                    (size,) = struct.unpack("!Q", await reader.readexactly(8))
                     extra = 8
                 payload = await reader.readexactly(size)
                 self.stats.bytes_in += 2 + extra + size
@@ -223,8 +237,10 @@ async def _main(conn, host, port, users, mode, interval, ramp_concurrency):
     raise_nofile()
     stats = Stats()
     gate = asyncio.Semaphore(ramp_concurrency)
-    tasks = [asyncio.create_task(Client(host, port, uid, cookie, stats, mode, interval, gate).run())
-             for uid, cookie in users]
+    tasks = [
+        asyncio.create_task(Client(host, port, uid, cookie, stats, mode, interval, gate).run())
+        for uid, cookie in users
+    ]
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     commands: asyncio.Queue = asyncio.Queue()
@@ -239,9 +255,15 @@ async def _main(conn, host, port, users, mode, interval, ramp_concurrency):
     while not stop.is_set():
         command = await commands.get()
         report = {
-            "open": stats.open, "connected": stats.connected, "failures": stats.failures,
-            "last_error": stats.last_error, "requests": stats.requests, "bytes_in": stats.bytes_in,
-            "bytes_out": stats.bytes_out, "connect_times": stats.connect_times, "events": stats.events,
+            "open": stats.open,
+            "connected": stats.connected,
+            "failures": stats.failures,
+            "last_error": stats.last_error,
+            "requests": stats.requests,
+            "bytes_in": stats.bytes_in,
+            "bytes_out": stats.bytes_out,
+            "connect_times": stats.connect_times,
+            "events": stats.events,
             "all_connected_at": stats.all_connected_at,
         }
         stats.events = []
@@ -261,8 +283,16 @@ def _process(conn, host, port, users, mode, interval, ramp_concurrency):
 class ClientPool:
     """P client processes sharing `users` (list of (user id, cookie)); reports are merged."""
 
-    def __init__(self, url: str, users, *, mode: str = "sse", processes: int = 2, interval: float = 5.0,
-                 ramp_concurrency: int = 200):
+    def __init__(
+        self,
+        url: str,
+        users,
+        *,
+        mode: str = "sse",
+        processes: int = 2,
+        interval: float = 5.0,
+        ramp_concurrency: int = 200,
+    ):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
         host, port = url.split("//", 1)[1].rsplit(":", 1)
@@ -273,8 +303,11 @@ class ClientPool:
         for index in range(processes):
             share = users[index::processes]
             parent, child = context.Pipe()
-            proc = context.Process(target=_process, args=(child, host, int(port), share, mode, interval,
-                                                         max(1, ramp_concurrency // processes)), daemon=True)
+            proc = context.Process(
+                target=_process,
+                args=(child, host, int(port), share, mode, interval, max(1, ramp_concurrency // processes)),
+                daemon=True,
+            )
             proc.start()
             self.pipes.append(parent)
             self.procs.append(proc)
@@ -282,8 +315,18 @@ class ClientPool:
     def report(self, command: str = "report") -> dict:
         for pipe in self.pipes:
             pipe.send(command)
-        merged = {"open": 0, "connected": 0, "failures": 0, "requests": 0, "bytes_in": 0, "bytes_out": 0,
-                  "connect_times": [], "events": [], "last_error": "", "all_connected_at": 0.0}
+        merged = {
+            "open": 0,
+            "connected": 0,
+            "failures": 0,
+            "requests": 0,
+            "bytes_in": 0,
+            "bytes_out": 0,
+            "connect_times": [],
+            "events": [],
+            "last_error": "",
+            "all_connected_at": 0.0,
+        }
         done = True
         for pipe in self.pipes:
             part = pipe.recv()

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,7 +48,7 @@ def machine() -> dict:
     """What a figure was measured on: cores, memory, kernel, Python, the date."""
     mem = subprocess.run(["free", "-h"], capture_output=True, text=True).stdout.strip()
     return {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "nproc": os.cpu_count(),
         "free": mem,
         "kernel": platform.release(),
@@ -69,7 +69,7 @@ def percentile(values, q: float) -> float:
 # -- /proc ----------------------------------------------------------------------------------
 def _stat_fields(pid: int) -> list[str]:
     raw = Path(f"/proc/{pid}/stat").read_text()
-    return raw[raw.rindex(")") + 2:].split()  # after "pid (comm) "
+    return raw[raw.rindex(")") + 2 :].split()  # after "pid (comm) "
 
 
 def cpu_seconds(pid: int) -> float:
@@ -141,7 +141,7 @@ def scratch_database(kind: str, name: str, folder: Path) -> str:
 def drop_scratch(database_url: str) -> None:
     """Remove a scratch database made by scratch_database (the SQLite file, or the PostgreSQL database)."""
     if database_url.startswith("sqlite:///"):
-        path = database_url[len("sqlite:///"):]
+        path = database_url[len("sqlite:///") :]
         for suffix in ("", "-wal", "-shm", "-journal"):
             Path(path + suffix).unlink(missing_ok=True)
         return
@@ -157,21 +157,29 @@ def make_app(database_url: str, broker_url: str = "memory://", **extra):
     from webapp import create_app
 
     instance = Path(tempfile.mkdtemp(prefix="bench6-instance-"))
-    app = create_app({
-        "SECRET_KEY": BENCH_SECRET,
-        "SQLALCHEMY_DATABASE_URI": database_url,
-        "BROKER_URL": broker_url,
-        "INSTANCE_PATH": str(instance),
-        "REMINDER_SCAN_INTERVAL": 0,
-        "RATELIMIT_ENABLED": False,
-        **extra,
-    })
+    app = create_app(
+        {
+            "SECRET_KEY": BENCH_SECRET,
+            "SQLALCHEMY_DATABASE_URI": database_url,
+            "BROKER_URL": broker_url,
+            "INSTANCE_PATH": str(instance),
+            "REMINDER_SCAN_INTERVAL": 0,
+            "RATELIMIT_ENABLED": False,
+            **extra,
+        }
+    )
     # The real migrations, so the indexes measured are the ones deployments get; in a subprocess,
     # as deployments run them (and so Alembic's env.py never runs inside a test process).
     env = {**os.environ, "DATABASE_URL": database_url, "BROKER_URL": "memory://", "SECRET_KEY": BENCH_SECRET}
     env.pop("FLASK_APP", None)
-    migrated = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=300)
+    migrated = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if migrated.returncode != 0:
         raise RuntimeError(f"flask db upgrade failed:\n{migrated.stdout}\n{migrated.stderr}")
     return app
@@ -195,10 +203,18 @@ def _user_rows(first_id: int, count: int, now: datetime, inactive_fraction: floa
         last = max(last, created)
         goal_at = created + (last - created) * rng.random() if rng.random() < 0.7 else None
         yield {
-            "id": user_id, "email": f"user{user_id}@bench.example", "password_hash": PASSWORD_HASH,
-            "display_name": "", "unit": "kg" if user_id % 3 else "lb", "timezone": "UTC",
-            "reminders_enabled": True, "is_admin": False, "created_at": created,
-            "last_weight_at": last, "last_goal_at": goal_at, "last_active_at": max(last, goal_at or last),
+            "id": user_id,
+            "email": f"user{user_id}@bench.example",
+            "password_hash": PASSWORD_HASH,
+            "display_name": "",
+            "unit": "kg" if user_id % 3 else "lb",
+            "timezone": "UTC",
+            "reminders_enabled": True,
+            "is_admin": False,
+            "created_at": created,
+            "last_weight_at": last,
+            "last_goal_at": goal_at,
+            "last_active_at": max(last, goal_at or last),
             "reminder_clock": max(last, goal_at or last),
         }
 
@@ -208,25 +224,57 @@ def _entry_rows(user: dict, entries: int, rng):
     span = (user["last_weight_at"] - user["created_at"]).total_seconds()
     mass = rng.randint(55_000, 110_000)
     for index in range(entries):
-        at = user["last_weight_at"] if index == entries - 1 else user["created_at"] + timedelta(
-            seconds=span * (index + rng.random()) / entries)
+        at = (
+            user["last_weight_at"]
+            if index == entries - 1
+            else user["created_at"] + timedelta(seconds=span * (index + rng.random()) / entries)
+        )
         mass += rng.randint(-400, 300)
-        yield {"user_id": user["id"], "measured_at": at, "mass_g": mass, "note": "",
-               "created_at": at, "updated_at": at}
+        yield {
+            "user_id": user["id"],
+            "measured_at": at,
+            "mass_g": mass,
+            "note": "",
+            "created_at": at,
+            "updated_at": at,
+        }
 
 
-USER_COLUMNS = ["id", "email", "password_hash", "display_name", "unit", "timezone", "reminders_enabled",
-                "is_admin", "created_at", "last_weight_at", "last_goal_at", "last_active_at", "reminder_clock"]
+USER_COLUMNS = [
+    "id",
+    "email",
+    "password_hash",
+    "display_name",
+    "unit",
+    "timezone",
+    "reminders_enabled",
+    "is_admin",
+    "created_at",
+    "last_weight_at",
+    "last_goal_at",
+    "last_active_at",
+    "reminder_clock",
+]
 ENTRY_COLUMNS = ["user_id", "measured_at", "mass_g", "note", "created_at", "updated_at"]
 
 
-def bulk_users(app, count: int, *, first_id: int = 1, inactive_fraction: float = 0.1, entries_per_user: int = 3,
-               now: datetime | None = None, after_days: int = 7, seed: int = 6, chunk: int = 20000) -> int:
+def bulk_users(
+    app,
+    count: int,
+    *,
+    first_id: int = 1,
+    inactive_fraction: float = 0.1,
+    entries_per_user: int = 3,
+    now: datetime | None = None,
+    after_days: int = 7,
+    seed: int = 6,
+    chunk: int = 20000,
+) -> int:
     """Insert `count` users (ids first_id..) with weight histories: COPY on PostgreSQL, executemany on SQLite."""
     from webapp.extensions import db
     from webapp.models import User, WeightEntry
 
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     rng = random.Random(seed + first_id)
     with app.app_context():
         engine = db.engine
@@ -235,7 +283,9 @@ def bulk_users(app, count: int, *, first_id: int = 1, inactive_fraction: float =
         done = 0
         while done < count:
             batch = [next(users) for _ in range(min(chunk, count - done))]
-            entries = [e for u in batch for e in _entry_rows(u, entries_per_user, rng)] if entries_per_user else []
+            entries = (
+                [e for u in batch for e in _entry_rows(u, entries_per_user, rng)] if entries_per_user else []
+            )
             if postgres:
                 _copy(engine, "users", USER_COLUMNS, batch)
                 if entries:
@@ -272,8 +322,16 @@ def _copy(engine, table: str, columns: list[str], rows: list[dict]) -> None:
 class Server:
     """The app under test as a subprocess: `embedded` (bench/serve_embedded.py) or `gunicorn` (2 gevent workers)."""
 
-    def __init__(self, kind: str, database_url: str, *, broker_url: str = "memory://", workers: int = 2,
-                 env: dict | None = None, log_path: Path | None = None):
+    def __init__(
+        self,
+        kind: str,
+        database_url: str,
+        *,
+        broker_url: str = "memory://",
+        workers: int = 2,
+        env: dict | None = None,
+        log_path: Path | None = None,
+    ):
         self.kind = kind
         self.port = free_port()
         self.control_port = free_port() if kind == "embedded" else None
@@ -281,10 +339,17 @@ class Server:
         self.log_path = log_path or Path(tempfile.mkstemp(prefix=f"bench6-{kind}-", suffix=".log")[1])
         self.env = {
             **{k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "BROKER_URL", "FLASK_APP"}},
-            "DATABASE_URL": database_url, "BROKER_URL": broker_url, "SECRET_KEY": BENCH_SECRET,
-            "PORT": str(self.port), "HOST": "127.0.0.1", "REMINDER_SCAN_INTERVAL": "0",
-            "SSE_MAX_LIFETIME": "86400", "SSE_HEARTBEAT": "15", "PYTHONUNBUFFERED": "1",
-            "RATELIMIT_ENABLED": "0", "WEB_LOG_LEVEL": "warning",
+            "DATABASE_URL": database_url,
+            "BROKER_URL": broker_url,
+            "SECRET_KEY": BENCH_SECRET,
+            "PORT": str(self.port),
+            "HOST": "127.0.0.1",
+            "REMINDER_SCAN_INTERVAL": "0",
+            "SSE_MAX_LIFETIME": "86400",
+            "SSE_HEARTBEAT": "15",
+            "PYTHONUNBUFFERED": "1",
+            "RATELIMIT_ENABLED": "0",
+            "WEB_LOG_LEVEL": "warning",
             **(env or {}),
         }
         if self.control_port:
@@ -296,12 +361,34 @@ class Server:
         if self.kind == "embedded":
             cmd = [sys.executable, "-m", "bench.serve_embedded"]
         else:
-            cmd = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "-k", "gevent",
-                   "-w", str(self.workers), "--worker-connections", "12000", "--backlog", "4096",
-                   "-b", f"127.0.0.1:{self.port}", "wsgi:app"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-c",
+                "gunicorn.conf.py",
+                "-k",
+                "gevent",
+                "-w",
+                str(self.workers),
+                "--worker-connections",
+                "12000",
+                "--backlog",
+                "4096",
+                "-b",
+                f"127.0.0.1:{self.port}",
+                "wsgi:app",
+            ]
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True, preexec_fn=lambda: raise_nofile())
+            self.proc = subprocess.Popen(
+                cmd,
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=lambda: raise_nofile(),
+            )
         wait_for_port(self.port, timeout=60, proc=self.proc)
         if self.control_port:
             wait_for_port(self.control_port, timeout=60, proc=self.proc)
@@ -358,8 +445,11 @@ def end_open_reminders() -> None:
     from webapp.extensions import db
     from webapp.models import Reminder, User
 
-    db.session.execute(sa.update(Reminder).where(Reminder.open_for_user_id.is_not(None))
-                       .values(status="dismissed", open_for_user_id=None))
+    db.session.execute(
+        sa.update(Reminder)
+        .where(Reminder.open_for_user_id.is_not(None))
+        .values(status="dismissed", open_for_user_id=None)
+    )
     db.session.execute(sa.update(User).values(reminder_clock=User.last_active_at))
     db.session.commit()
     db.session.remove()
@@ -428,6 +518,3 @@ def timer():
 
 def fmt_ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
-
-
-

@@ -24,7 +24,16 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from bench.common import (
-    REDIS_URL, Server, bulk_users, drop_scratch, machine, make_app, percentile, raise_nofile, scratch_database, session_cookie,
+    REDIS_URL,
+    Server,
+    bulk_users,
+    drop_scratch,
+    machine,
+    make_app,
+    percentile,
+    raise_nofile,
+    scratch_database,
+    session_cookie,
 )
 
 CSRF = re.compile(rb'name="csrf_token"[^>]*value="([^"]+)"|"X-CSRFToken"\s*:\s*"([^"]+)"')
@@ -39,11 +48,15 @@ class Session:
         self.csrf = ""
         self.measured_default = ""
 
-    async def request(self, method: str, path: str, body: bytes = b"", extra: str = "") -> tuple[int, bytes, float]:
+    async def request(
+        self, method: str, path: str, body: bytes = b"", extra: str = ""
+    ) -> tuple[int, bytes, float]:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        head = (f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nCookie: session={self.cookie}\r\n"
-                f"User-Agent: weighin-bench\r\n{extra}")
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nCookie: session={self.cookie}\r\n"
+            f"User-Agent: weighin-bench\r\n{extra}"
+        )
         if body:
             head += f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n"
         start = time.perf_counter()
@@ -73,10 +86,19 @@ class Session:
         return status, elapsed
 
     async def quick_add(self) -> tuple[int, float]:
-        body = urlencode({"csrf_token": self.csrf, "weight": f"{random.uniform(60, 90):.1f}", "note": "",
-                          # untouched date field, as a person leaves it: "now"
-                          "measured_at": self.measured_default, "measured_at_default": self.measured_default}).encode()
-        status, _, elapsed = await self.request("POST", "/entries", body, f"HX-Request: true\r\nX-CSRFToken: {self.csrf}\r\n")
+        body = urlencode(
+            {
+                "csrf_token": self.csrf,
+                "weight": f"{random.uniform(60, 90):.1f}",
+                "note": "",
+                # untouched date field, as a person leaves it: "now"
+                "measured_at": self.measured_default,
+                "measured_at_default": self.measured_default,
+            }
+        ).encode()
+        status, _, elapsed = await self.request(
+            "POST", "/entries", body, f"HX-Request: true\r\nX-CSRFToken: {self.csrf}\r\n"
+        )
         return status, elapsed
 
 
@@ -106,14 +128,19 @@ def _process(*args):
     asyncio.run(_phase_worker(*args))
 
 
-def load(url: str, cookies: list[str], phase: str, seconds: float, think: float, processes: int, server) -> dict:
+def load(
+    url: str, cookies: list[str], phase: str, seconds: float, think: float, processes: int, server
+) -> dict:
     host, port = url.split("//", 1)[1].rsplit(":", 1)
     context = multiprocessing.get_context("fork")
     pipes, procs = [], []
     for index in range(processes):
         parent, child = context.Pipe()
-        proc = context.Process(target=_process, args=(host, int(port), cookies[index::processes], phase, seconds,
-                                                      think, child), daemon=True)
+        proc = context.Process(
+            target=_process,
+            args=(host, int(port), cookies[index::processes], phase, seconds, think, child),
+            daemon=True,
+        )
         proc.start()
         pipes.append(parent)
         procs.append(proc)
@@ -132,10 +159,16 @@ def load(url: str, cookies: list[str], phase: str, seconds: float, think: float,
         for status, count in part["statuses"].items():
             statuses[status] = statuses.get(status, 0) + count
     return {
-        "phase": phase, "sessions": len(cookies), "think_s": think, "seconds": round(wall, 1),
-        "requests": len(latencies), "rps": round(len(latencies) / wall, 1),
-        "p50_ms": round(percentile(latencies, 50) * 1000, 1), "p99_ms": round(percentile(latencies, 99) * 1000, 1),
-        "max_ms": round(max(latencies, default=float("nan")) * 1000, 1), "statuses": statuses,
+        "phase": phase,
+        "sessions": len(cookies),
+        "think_s": think,
+        "seconds": round(wall, 1),
+        "requests": len(latencies),
+        "rps": round(len(latencies) / wall, 1),
+        "p50_ms": round(percentile(latencies, 50) * 1000, 1),
+        "p99_ms": round(percentile(latencies, 99) * 1000, 1),
+        "max_ms": round(max(latencies, default=float("nan")) * 1000, 1),
+        "statuses": statuses,
         "server_cpu_s": round(server.cpu() - cpu0, 1),
     }
 
@@ -146,9 +179,13 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--sessions", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--think", type=float, default=1.0, help="seconds between a session's requests (0: saturate)")
+    parser.add_argument(
+        "--think", type=float, default=1.0, help="seconds between a session's requests (0: saturate)"
+    )
     parser.add_argument("--phases", type=lambda s: s.split(","), default=["dashboard", "quick-add"])
-    parser.add_argument("--entries", type=int, default=30, help="weight entries per user (the dashboard reads them)")
+    parser.add_argument(
+        "--entries", type=int, default=30, help="weight entries per user (the dashboard reads them)"
+    )
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
@@ -174,8 +211,12 @@ def main(argv=None) -> list[dict]:
     drop_scratch(database)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"config": {k: str(v) for k, v in vars(args).items()},
-                                        "machine": machine(), "rows": rows}, indent=2))
+        args.out.write_text(
+            json.dumps(
+                {"config": {k: str(v) for k, v in vars(args).items()}, "machine": machine(), "rows": rows},
+                indent=2,
+            )
+        )
     return rows
 
 

@@ -1,6 +1,6 @@
 """Print the Markdown tables of docs/BENCHMARKS.md from bench/results/*.json, and draw its plot.
 
-    python -m bench.report [bench/results] [--plot docs/transports.png]
+python -m bench.report [bench/results] [--plot docs/transports.png]
 """
 
 from __future__ import annotations
@@ -23,19 +23,27 @@ def streams(folder: Path) -> str:
             continue
         c, m = result["connect"], result["machine"]
         out.append(f"**{name}** ({m['date']}, load {m['load'][0]:.1f})\n")
-        out.append(f"- connected {c['connected']:,}/{c['clients']:,} (failures {c['failures']}), all in "
-                   f"{c['all_connected_s']} s; connect p50 {c['connect_p50_ms']:.0f} ms, p99 {c['connect_p99_ms']:.0f} ms")
-        out.append(f"- server RSS {c['rss_before_mib']} MiB -> {c['rss_after_mib']} MiB: "
-                   f"**{c['rss_per_stream_kib']} KiB per stream**")
+        out.append(
+            f"- connected {c['connected']:,}/{c['clients']:,} (failures {c['failures']}), all in "
+            f"{c['all_connected_s']} s; connect p50 {c['connect_p50_ms']:.0f} ms, p99 {c['connect_p99_ms']:.0f} ms"
+        )
+        out.append(
+            f"- server RSS {c['rss_before_mib']} MiB -> {c['rss_after_mib']} MiB: "
+            f"**{c['rss_per_stream_kib']} KiB per stream**"
+        )
         for p in result.get("steady", []):
-            out.append(f"- {p['rate']}/s asked, {p['achieved_rate']}/s achieved: p50 {p['p50_ms']:.1f} ms, "
-                       f"p99 **{p['p99_ms']:.1f} ms**, max {p['max_ms']:.1f} ms; {p['received']}/{p['published']} "
-                       f"received, {p['duplicates']} duplicates, {p['wrong_user']} misdelivered; server CPU {p['server_cpu_s']} s")
+            out.append(
+                f"- {p['rate']}/s asked, {p['achieved_rate']}/s achieved: p50 {p['p50_ms']:.1f} ms, "
+                f"p99 **{p['p99_ms']:.1f} ms**, max {p['max_ms']:.1f} ms; {p['received']}/{p['published']} "
+                f"received, {p['duplicates']} duplicates, {p['wrong_user']} misdelivered; server CPU {p['server_cpu_s']} s"
+            )
         b = result.get("burst")
         if b:
-            out.append(f"- burst to {b['users']:,}: writing the reminders {b['open_reminders_s']} s, then last arrival "
-                       f"**{b['last_arrival_s']} s** after commit (p50 {b['p50_ms']:.0f} ms); {b['received']}/{b['published']} "
-                       f"received, {b['duplicates']} duplicates, {b['wrong_user']} misdelivered")
+            out.append(
+                f"- burst to {b['users']:,}: writing the reminders {b['open_reminders_s']} s, then last arrival "
+                f"**{b['last_arrival_s']} s** after commit (p50 {b['p50_ms']:.0f} ms); {b['received']}/{b['published']} "
+                f"received, {b['duplicates']} duplicates, {b['wrong_user']} misdelivered"
+            )
         out.append("")
     return "\n".join(out)
 
@@ -48,15 +56,27 @@ def scan(folder: Path) -> str:
             rows += result["rows"]
     if not rows:
         return ""
-    head = ("| db | users | due | due query | first scan (opens all) | per reminder | steady scan | admin page |\n"
-            "|---|---|---|---|---|---|---|---|\n")
-    return head + "".join(
-        f"| {r['db']} | {r['users']:,} | {r['due_users']:,} | {r['due_query_ms']} ms | "
-        f"{str(r.get('first_scan_s', '–')) + ' s' if 'first_scan_s' in r else '–'} | "
-        f"{str(r.get('per_reminder_ms', '–')) + ' ms' if 'per_reminder_ms' in r else '–'} | {r['steady_scan_ms']} ms | "
-        f"{r['admin_page_ms']} ms ({r['admin_page_status']}) |\n" for r in rows) + "\n" + "".join(
-        f"- {r['db']} {r['users']:,}: " + ", ".join(
-            f"{c['due_now']:,} due → {c['ms']} ms" for c in r["due_query_by_cutoff"]) + "\n" for r in rows)
+    head = (
+        "| db | users | due | due query | first scan (opens all) | per reminder | steady scan | admin page |\n"
+        "|---|---|---|---|---|---|---|---|\n"
+    )
+    return (
+        head
+        + "".join(
+            f"| {r['db']} | {r['users']:,} | {r['due_users']:,} | {r['due_query_ms']} ms | "
+            f"{str(r.get('first_scan_s', '–')) + ' s' if 'first_scan_s' in r else '–'} | "
+            f"{str(r.get('per_reminder_ms', '–')) + ' ms' if 'per_reminder_ms' in r else '–'} | {r['steady_scan_ms']} ms | "
+            f"{r['admin_page_ms']} ms ({r['admin_page_status']}) |\n"
+            for r in rows
+        )
+        + "\n"
+        + "".join(
+            f"- {r['db']} {r['users']:,}: "
+            + ", ".join(f"{c['due_now']:,} due → {c['ms']} ms" for c in r["due_query_by_cutoff"])
+            + "\n"
+            for r in rows
+        )
+    )
 
 
 def pages(folder: Path) -> str:
@@ -70,7 +90,9 @@ def pages(folder: Path) -> str:
     head = "| server | db | phase | think | rps | p50 | p99 | max | statuses |\n|---|---|---|---|---|---|---|---|---|\n"
     return head + "".join(
         f"| {r['server']} | {r['db']} | {r['phase']} | {r['think_s']} s | {r['rps']} | {r['p50_ms']} ms | "
-        f"**{r['p99_ms']} ms** | {r['max_ms']} ms | {r['statuses']} |\n" for r in rows)
+        f"**{r['p99_ms']} ms** | {r['max_ms']} ms | {r['statuses']} |\n"
+        for r in rows
+    )
 
 
 def transport_rows(folder: Path) -> list[dict]:
@@ -94,7 +116,7 @@ def main() -> None:
     if "--plot" in args:
         at = args.index("--plot")
         target = Path(args[at + 1])
-        del args[at:at + 2]
+        del args[at : at + 2]
         from bench.transports import plot
 
         plot(transport_rows(Path(args[0] if args else "bench/results")), target)

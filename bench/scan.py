@@ -16,7 +16,7 @@ import json
 import statistics
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.common import bulk_users, drop_scratch, machine, make_app, scratch_database, session_cookie
@@ -39,9 +39,10 @@ def run_one(kind: str, size: int, args, folder: Path) -> dict:
 
     database = scratch_database(kind, f"scan_{size}", folder)
     app = make_app(database)
-    now = datetime.now(timezone.utc)
-    load_s, _ = timed(lambda: bulk_users(app, size, inactive_fraction=args.inactive,
-                                         entries_per_user=args.entries, now=now))
+    now = datetime.now(UTC)
+    load_s, _ = timed(
+        lambda: bulk_users(app, size, inactive_fraction=args.inactive, entries_per_user=args.entries, now=now)
+    )
     row = {"db": kind, "users": size, "entries": size * args.entries, "load_s": round(load_s, 1)}
     with app.app_context():
         admin = User(email="admin@bench.example", password_hash="x", is_admin=True)
@@ -55,18 +56,37 @@ def run_one(kind: str, size: int, args, folder: Path) -> dict:
         for days in (60, 30, 14, 8):
             with_reset = db.select(User.id).where(User.last_active_at <= now - _days(days))
             count = len(db.session.scalars(with_reset).all())
-            seconds, due_ids = timed(lambda: list(db.session.scalars(
-                db.select(User.id).where(User.reminder_clock <= now - _days(days)).order_by(User.reminder_clock))), 3)
-            row["due_query_by_cutoff"].append({"after_days": days, "inactive": count,
-                                               "due_now": len(due_ids), "ms": round(seconds * 1000, 2)})
+            seconds, due_ids = timed(
+                lambda days=days: list(
+                    db.session.scalars(
+                        db.select(User.id)
+                        .where(User.reminder_clock <= now - _days(days))
+                        .order_by(User.reminder_clock)
+                    )
+                ),
+                3,
+            )
+            row["due_query_by_cutoff"].append(
+                {
+                    "after_days": days,
+                    "inactive": count,
+                    "due_now": len(due_ids),
+                    "ms": round(seconds * 1000, 2),
+                }
+            )
         if args.first_scan:
             first_s, created = timed(lambda: scan(now, 7))
-            row.update(first_scan_s=round(first_s, 2), first_scan_opened=len(created),
-                       per_reminder_ms=round(first_s / max(1, len(created)) * 1000, 3))
+            row.update(
+                first_scan_s=round(first_s, 2),
+                first_scan_opened=len(created),
+                per_reminder_ms=round(first_s / max(1, len(created)) * 1000, 3),
+            )
         else:
             # What the first scan leaves behind, without writing 10% of the users' reminders one by
             # one: their clocks cleared, as open reminders clear them. The steady scan reads only that.
-            db.session.execute(db.update(User).where(User.reminder_clock <= now - _days(7)).values(reminder_clock=None))
+            db.session.execute(
+                db.update(User).where(User.reminder_clock <= now - _days(7)).values(reminder_clock=None)
+            )
             db.session.commit()
         db.session.remove()
         steady_s, created = timed(lambda: scan(now, 7), repeat=3)
@@ -80,13 +100,23 @@ def run_one(kind: str, size: int, args, folder: Path) -> dict:
         with app.test_request_context():
             admin_url = url_for("admin.inactive_users")
     page_s, response = timed(lambda: client.get(admin_url), repeat=3)
-    row.update(admin_page_ms=round(page_s * 1000, 1), admin_page_status=response.status_code,
-               admin_page_kib=round(len(response.data) / 1024, 1))
+    row.update(
+        admin_page_ms=round(page_s * 1000, 1),
+        admin_page_status=response.status_code,
+        admin_page_kib=round(len(response.data) / 1024, 1),
+    )
     if args.explain and kind == "postgresql":
         with app.app_context():
-            plan = db.session.execute(db.text(
-                "EXPLAIN ANALYZE SELECT id FROM users WHERE reminder_clock <= :cutoff ORDER BY reminder_clock"),
-                {"cutoff": now - _days(7)}).scalars().all()
+            plan = (
+                db.session.execute(
+                    db.text(
+                        "EXPLAIN ANALYZE SELECT id FROM users WHERE reminder_clock <= :cutoff ORDER BY reminder_clock"
+                    ),
+                    {"cutoff": now - _days(7)},
+                )
+                .scalars()
+                .all()
+            )
             row["due_query_plan"] = plan
     with app.app_context():
         db.engine.dispose()
@@ -107,8 +137,12 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--users", type=lambda s: [int(x) for x in s.split(",")], default=[100000])
     parser.add_argument("--entries", type=int, default=3, help="weight entries per user")
     parser.add_argument("--inactive", type=float, default=0.1)
-    parser.add_argument("--no-first-scan", dest="first_scan", action="store_false",
-                        help="skip the scan that opens a reminder for every inactive user")
+    parser.add_argument(
+        "--no-first-scan",
+        dest="first_scan",
+        action="store_false",
+        help="skip the scan that opens a reminder for every inactive user",
+    )
     parser.add_argument("--explain", action="store_true", help="include PostgreSQL's plan for the due query")
     parser.add_argument("--keep", action="store_true", help="keep the generated databases to look at")
     parser.add_argument("--out", type=Path)
@@ -122,8 +156,13 @@ def main(argv=None) -> list[dict]:
             rows.append(row)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"config": {k: str(v) for k, v in vars(args).items()},
-                                        "machine": machine(), "rows": rows}, indent=2, default=str))
+        args.out.write_text(
+            json.dumps(
+                {"config": {k: str(v) for k, v in vars(args).items()}, "machine": machine(), "rows": rows},
+                indent=2,
+                default=str,
+            )
+        )
     return rows
 
 

@@ -20,8 +20,18 @@ from pathlib import Path
 
 from bench.clients import ClientPool
 from bench.common import (
-    REDIS_URL, ControlPublisher, LocalPublisher, Server, bulk_users, drop_scratch, machine, make_app, percentile,
-    raise_nofile, scratch_database, session_cookie,
+    REDIS_URL,
+    ControlPublisher,
+    LocalPublisher,
+    Server,
+    bulk_users,
+    drop_scratch,
+    machine,
+    make_app,
+    percentile,
+    raise_nofile,
+    scratch_database,
+    session_cookie,
 )
 
 
@@ -62,7 +72,9 @@ def collect_until(pool: ClientPool, sent: dict, timeout: float) -> list:
         time.sleep(0.2)
 
 
-def steady(publisher, pool: ClientPool, user_ids: list[int], rate: int, seconds: float, server: Server) -> dict:
+def steady(
+    publisher, pool: ClientPool, user_ids: list[int], rate: int, seconds: float, server: Server
+) -> dict:
     """Open `rate` reminders per second to distinct random users for `seconds`; latency of each."""
     chosen = random.sample(user_ids, min(len(user_ids), int(rate * seconds)))
     sent: dict[int, tuple[int, float]] = {}
@@ -79,8 +91,14 @@ def steady(publisher, pool: ClientPool, user_ids: list[int], rate: int, seconds:
     elapsed = time.monotonic() - start
     events = collect_until(pool, sent, timeout=30)
     result = check_delivery(sent, events)
-    result.update({"rate": rate, "achieved_rate": round(len(sent) / elapsed, 1),
-                   "server_cpu_s": round(server.cpu() - cpu0, 2), "seconds": round(elapsed, 1)})
+    result.update(
+        {
+            "rate": rate,
+            "achieved_rate": round(len(sent) / elapsed, 1),
+            "server_cpu_s": round(server.cpu() - cpu0, 2),
+            "seconds": round(elapsed, 1),
+        }
+    )
     return result
 
 
@@ -93,12 +111,14 @@ def burst(publisher, pool: ClientPool, user_ids: list[int], server: Server) -> d
     events = collect_until(pool, sent, timeout=120)
     result = check_delivery(sent, events)
     arrivals = [t for _, rid, t in events if rid in sent]
-    result.update({
-        "users": len(user_ids),
-        "open_reminders_s": round(t0 - before, 2),  # writing N reminders before the commit
-        "last_arrival_s": round(max(arrivals) - t0, 3) if arrivals else None,
-        "server_cpu_s": round(server.cpu() - cpu0, 2),
-    })
+    result.update(
+        {
+            "users": len(user_ids),
+            "open_reminders_s": round(t0 - before, 2),  # writing N reminders before the commit
+            "last_arrival_s": round(max(arrivals) - t0, 3) if arrivals else None,
+            "server_cpu_s": round(server.cpu() - cpu0, 2),
+        }
+    )
     return result
 
 
@@ -116,21 +136,32 @@ def run(args) -> dict:
     with Server(args.server, database, broker_url=broker, workers=args.workers) as server:
         time.sleep(1.0)
         rss0 = server.rss()
-        pool = ClientPool(server.url, users, mode="sse", processes=args.processes,
-                          ramp_concurrency=args.ramp)
+        pool = ClientPool(server.url, users, mode="sse", processes=args.processes, ramp_concurrency=args.ramp)
         started = time.time()
-        report = pool.wait_connected(timeout=args.connect_timeout, progress=args.progress and (
-            lambda r: print(f"  connected {r['connected']}/{args.clients} failures {r['failures']}", flush=True)))
+        report = pool.wait_connected(
+            timeout=args.connect_timeout,
+            progress=args.progress
+            and (
+                lambda r: print(
+                    f"  connected {r['connected']}/{args.clients} failures {r['failures']}", flush=True
+                )
+            ),
+        )
         time.sleep(2.0)  # let the server settle before measuring memory
         rss1 = server.rss()
         connected = report["connected"]
         result["connect"] = {
-            "clients": args.clients, "connected": connected, "failures": report["failures"],
+            "clients": args.clients,
+            "connected": connected,
+            "failures": report["failures"],
             "last_error": report["last_error"],
-            "all_connected_s": round(report["all_connected_at"] - started, 2) if report["all_connected_at"] else None,
+            "all_connected_s": round(report["all_connected_at"] - started, 2)
+            if report["all_connected_at"]
+            else None,
             "connect_p50_ms": percentile(report["connect_times"], 50) * 1000,
             "connect_p99_ms": percentile(report["connect_times"], 99) * 1000,
-            "rss_before_mib": round(rss0 / 2**20, 1), "rss_after_mib": round(rss1 / 2**20, 1),
+            "rss_before_mib": round(rss0 / 2**20, 1),
+            "rss_after_mib": round(rss1 / 2**20, 1),
             "rss_per_stream_kib": round((rss1 - rss0) / max(connected, 1) / 1024, 2),
         }
         print(json.dumps(result["connect"]), flush=True)

@@ -22,7 +22,14 @@ from pathlib import Path
 
 from bench.clients import ClientPool
 from bench.common import (
-    ControlPublisher, Server, bulk_users, drop_scratch, machine, make_app, percentile, raise_nofile, scratch_database,
+    ControlPublisher,
+    Server,
+    bulk_users,
+    drop_scratch,
+    machine,
+    make_app,
+    raise_nofile,
+    scratch_database,
     session_cookie,
 )
 from bench.streams import check_delivery, collect_until
@@ -46,8 +53,14 @@ def measure(name: str, database: str, users, args) -> dict:
         publisher = ControlPublisher(server.control_port)
         publisher.reset()
         rss0 = server.rss()
-        pool = ClientPool(server.url, users, mode=mode, interval=interval, processes=args.processes,
-                          ramp_concurrency=args.ramp)
+        pool = ClientPool(
+            server.url,
+            users,
+            mode=mode,
+            interval=interval,
+            processes=args.processes,
+            ramp_concurrency=args.ramp,
+        )
         try:
             ready = pool.wait_connected(timeout=max(120.0, interval * 2 + 60))
             time.sleep(1.0)
@@ -57,7 +70,7 @@ def measure(name: str, database: str, users, args) -> dict:
             moments = sorted(random.uniform(0, args.seconds) for _ in range(args.reminders))
             targets = random.sample(user_ids, len(moments))
             sent, open_samples, events = {}, [], []
-            for moment, user_id in zip(moments, targets):
+            for moment, user_id in zip(moments, targets, strict=True):
                 time.sleep(max(0.0, moment - (time.monotonic() - t_start)))
                 t0, pairs = publisher.remind([user_id])
                 sent.update({rid: (uid, t0) for rid, uid in pairs})
@@ -80,29 +93,45 @@ def measure(name: str, database: str, users, args) -> dict:
     delivery = check_delivery(sent, events)
     scale = 3600.0 / window
     requests = end_report["requests"] - start_report["requests"]
-    bytes_wire = (end_report["bytes_in"] + end_report["bytes_out"]) - (start_report["bytes_in"] + start_report["bytes_out"])
+    bytes_wire = (end_report["bytes_in"] + end_report["bytes_out"]) - (
+        start_report["bytes_in"] + start_report["bytes_out"]
+    )
     return {
-        "transport": name, "users": len(users), "window_s": round(window, 1),
-        "connected": ready["connected"], "client_failures": final["failures"], "last_error": final["last_error"],
-        "cpu_s": round(cpu, 2), "requests": requests, "bytes": bytes_wire,
+        "transport": name,
+        "users": len(users),
+        "window_s": round(window, 1),
+        "connected": ready["connected"],
+        "client_failures": final["failures"],
+        "last_error": final["last_error"],
+        "cpu_s": round(cpu, 2),
+        "requests": requests,
+        "bytes": bytes_wire,
         "open_connections": round(sum(open_samples) / max(1, len(open_samples))),
         "rss_per_connection_kib": round((rss1 - rss0) / max(1, ready["connected"]) / 1024, 1),
-        "cpu_s_per_hour": round(cpu * scale, 1), "requests_per_hour": round(requests * scale),
+        "cpu_s_per_hour": round(cpu * scale, 1),
+        "requests_per_hour": round(requests * scale),
         "mib_per_hour": round(bytes_wire * scale / 2**20, 1),
-        "lateness_p50_s": round(delivery["p50_ms"] / 1000, 3), "lateness_max_s": round(delivery["max_ms"] / 1000, 3),
-        "reminders": delivery["published"], "missing": delivery["missing"], "duplicates": delivery["duplicates"],
+        "lateness_p50_s": round(delivery["p50_ms"] / 1000, 3),
+        "lateness_max_s": round(delivery["max_ms"] / 1000, 3),
+        "reminders": delivery["published"],
+        "missing": delivery["missing"],
+        "duplicates": delivery["duplicates"],
         "wrong_user": delivery["wrong_user"],
     }
 
 
 def table(rows: list[dict]) -> str:
     """A Markdown table of the per-hour figures."""
-    head = ("| transport | users | server CPU s/hour | requests/hour | MiB/hour on the wire | open connections "
-            "| server KiB per connection | lateness p50 / max | missing / dup |\n|---|---|---|---|---|---|---|---|---|\n")
+    head = (
+        "| transport | users | server CPU s/hour | requests/hour | MiB/hour on the wire | open connections "
+        "| server KiB per connection | lateness p50 / max | missing / dup |\n|---|---|---|---|---|---|---|---|---|\n"
+    )
     return head + "".join(
         f"| {r['transport']} | {r['users']:,} | {r['cpu_s_per_hour']:,} | {r['requests_per_hour']:,} | "
         f"{r['mib_per_hour']:,} | {r['open_connections']:,} | {r.get('rss_per_connection_kib', '–')} | {r['lateness_p50_s']} s / {r['lateness_max_s']} s | "
-        f"{r['missing']} / {r['duplicates']} |\n" for r in rows)
+        f"{r['missing']} / {r['duplicates']} |\n"
+        for r in rows
+    )
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -116,28 +145,45 @@ def plot(rows: list[dict], path: Path) -> None:
     names = [n for n in dict.fromkeys(r["transport"] for r in rows) if any(r["transport"] == n for r in rows)]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     width = 0.8 / max(1, len(sizes))
-    for axis, key, label in ((axes[0], "cpu_s_per_hour", "server CPU seconds per hour"),
-                             (axes[1], "mib_per_hour", "MiB on the wire per hour")):
+    for axis, key, label in (
+        (axes[0], "cpu_s_per_hour", "server CPU seconds per hour"),
+        (axes[1], "mib_per_hour", "MiB on the wire per hour"),
+    ):
         for index, size in enumerate(sizes):
-            found = [next((r for r in rows if r["transport"] == n and r["users"] == size), None) for n in names]
+            found = [
+                next((r for r in rows if r["transport"] == n and r["users"] == size), None) for n in names
+            ]
             xs = [i + index * width for i in range(len(names))]
-            bars = axis.bar([x for x, r in zip(xs, found) if r], [r[key] for r in found if r], width,
-                            label=f"{size:,} waiting users", color=f"C{index}")
-            for bar, row in zip(bars, [r for r in found if r]):
+            bars = axis.bar(
+                [x for x, r in zip(xs, found, strict=True) if r],
+                [r[key] for r in found if r],
+                width,
+                label=f"{size:,} waiting users",
+                color=f"C{index}",
+            )
+            for bar, row in zip(bars, [r for r in found if r], strict=True):
                 if row["connected"] < row["users"]:
                     # Not every client got through (server saturated, or out of file descriptors): a floor, not the cost.
                     bar.set_hatch("//")
-                    axis.annotate("not all connected", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                                  ha="center", va="bottom", fontsize=7)
-            for x, row in zip(xs, found):
+                    axis.annotate(
+                        "not all connected",
+                        (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                        ha="center",
+                        va="bottom",
+                        fontsize=7,
+                    )
+            for x, row in zip(xs, found, strict=True):
                 if row is None:
-                    axis.annotate("not run", (x, axis.get_ylim()[0]), ha="center", va="bottom", fontsize=7,
-                                  rotation=90)
+                    axis.annotate(
+                        "not run", (x, axis.get_ylim()[0]), ha="center", va="bottom", fontsize=7, rotation=90
+                    )
         axis.set_xticks([i + width * (len(sizes) - 1) / 2 for i in range(len(names))], names)
         axis.set_yscale("log")
         axis.set_title(label)
         axis.legend(loc="upper right", fontsize=8)
-    fig.suptitle("Waiting for a rare reminder: cost per hour by transport (extrapolated from a scaled-down run)")
+    fig.suptitle(
+        "Waiting for a rare reminder: cost per hour by transport (extrapolated from a scaled-down run)"
+    )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -149,12 +195,20 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--users", type=lambda s: [int(x) for x in s.split(",")], default=[1000])
     parser.add_argument("--seconds", type=float, default=60.0, help="measured window per transport")
     parser.add_argument("--reminders", type=int, default=20, help="rare reminders sent during the window")
-    parser.add_argument("--poll-intervals", type=lambda s: [float(x) for x in s.split(",")], default=[5.0, 30.0])
-    parser.add_argument("--transports", type=lambda s: [x.strip() for x in s.split(",")], default=None,
-                        help="which to run, by name (default: every poll interval, long poll, WebSocket, SSE)")
+    parser.add_argument(
+        "--poll-intervals", type=lambda s: [float(x) for x in s.split(",")], default=[5.0, 30.0]
+    )
+    parser.add_argument(
+        "--transports",
+        type=lambda s: [x.strip() for x in s.split(",")],
+        default=None,
+        help="which to run, by name (default: every poll interval, long poll, WebSocket, SSE)",
+    )
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--ramp", type=int, default=200)
-    parser.add_argument("--heartbeat", type=int, default=15, help="SSE_HEARTBEAT (and WebSocket ping) seconds")
+    parser.add_argument(
+        "--heartbeat", type=int, default=15, help="SSE_HEARTBEAT (and WebSocket ping) seconds"
+    )
     parser.add_argument("--out", type=Path)
     parser.add_argument("--plot", type=Path)
     args = parser.parse_args(argv)
@@ -179,8 +233,12 @@ def main(argv=None) -> list[dict]:
     print(table(rows))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"config": {k: str(v) for k, v in vars(args).items()},
-                                        "machine": machine(), "rows": rows}, indent=2))
+        args.out.write_text(
+            json.dumps(
+                {"config": {k: str(v) for k, v in vars(args).items()}, "machine": machine(), "rows": rows},
+                indent=2,
+            )
+        )
     if args.plot:
         plot(rows, args.plot)
     return rows

@@ -56,11 +56,18 @@ def stop_process_group(proc: subprocess.Popen | None, grace: float = 10.0) -> No
         proc.wait(timeout=10)
 
 
-def flask_cli(args: list[str], env: dict, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+def flask_cli(
+    args: list[str], env: dict, input: str | None = None, check: bool = True
+) -> subprocess.CompletedProcess:
     """Run `flask --app wsgi ARGS` in a subprocess with the given environment."""
     result = subprocess.run(
         [sys.executable, "-m", "flask", "--app", "wsgi", *args],
-        cwd=ROOT, env=env, input=input, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        env=env,
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"flask {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
@@ -81,7 +88,11 @@ class ServerProcess:
         # The child keeps its own copy of the log descriptor; ours is closed at once.
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "wsgi.py"], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                [sys.executable, "wsgi.py"],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         wait_for_port(self.port, proc=self.proc)
@@ -101,18 +112,21 @@ class ServerProcess:
 def server_env(tmp_path: Path, **overrides) -> dict:
     """An environment for a server subprocess on its own SQLite file and free port."""
     env = {
-        k: v for k, v in os.environ.items()
+        k: v
+        for k, v in os.environ.items()
         if k not in {"DATABASE_URL", "BROKER_URL", "SECRET_KEY", "FLASK_APP"}
     }
-    env.update({
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'server.db'}",
-        "BROKER_URL": "memory://",
-        "SECRET_KEY": TEST_SECRET,
-        "PORT": str(free_port()),
-        "HOST": "127.0.0.1",
-        "REMINDER_SCAN_INTERVAL": "0",
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'server.db'}",
+            "BROKER_URL": "memory://",
+            "SECRET_KEY": TEST_SECRET,
+            "PORT": str(free_port()),
+            "HOST": "127.0.0.1",
+            "REMINDER_SCAN_INTERVAL": "0",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     env.update({k: str(v) for k, v in overrides.items()})
     return env
 
@@ -154,9 +168,21 @@ class GunicornProcess:
         gunicorn = Path(sys.executable).with_name("gunicorn")
         with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen(
-                [str(gunicorn), "-c", "gunicorn.conf.py", "--workers", str(self.workers),
-                 "--bind", f"127.0.0.1:{self.port}", "wsgi:app"],
-                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                [
+                    str(gunicorn),
+                    "-c",
+                    "gunicorn.conf.py",
+                    "--workers",
+                    str(self.workers),
+                    "--bind",
+                    f"127.0.0.1:{self.port}",
+                    "wsgi:app",
+                ],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         wait_for_port(self.port, proc=self.proc)
         self.wait_for_workers()
@@ -174,7 +200,9 @@ class GunicornProcess:
             if len(pids) == self.workers and booted >= self.workers:
                 return pids
             time.sleep(0.1)
-        raise RuntimeError(f"gunicorn did not get {self.workers} workers within {timeout} s:\n{self.log()[-3000:]}")
+        raise RuntimeError(
+            f"gunicorn did not get {self.workers} workers within {timeout} s:\n{self.log()[-3000:]}"
+        )
 
     def signal(self, signum: int) -> None:
         os.kill(self.proc.pid, signum)
@@ -198,9 +226,24 @@ class RedisServer:
     def start(self) -> RedisServer:
         with open(self.folder / f"redis-{self.port}.log", "ab") as log:
             self.proc = subprocess.Popen(
-                ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "no", "--daemonize", "no", "--dir", str(self.folder)],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                [
+                    "redis-server",
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--daemonize",
+                    "no",
+                    "--dir",
+                    str(self.folder),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         wait_for_port(self.port, proc=self.proc)
         return self

@@ -17,7 +17,8 @@ PASSWORD = "correct horse"
 def field_error(response, field_id: str) -> str | None:
     """The message shown beside a form field (the <small> the field's aria-describedby names)."""
     match = re.search(
-        rf'<small class="field-error" id="{re.escape(field_id)}-error">(.*?)</small>', response.get_data(as_text=True),
+        rf'<small class="field-error" id="{re.escape(field_id)}-error">(.*?)</small>',
+        response.get_data(as_text=True),
         re.S,
     )
     return html.unescape(match.group(1)) if match else None
@@ -36,6 +37,7 @@ def get_user(app, email="ada@example.com") -> User:
 
 
 # --- sign up ----------------------------------------------------------------------------------
+
 
 def test_signup_creates_user_with_hashed_password_and_logs_in(client, app, auth):
     response = auth.register(email="  Ada@Example.COM ", password=PASSWORD)
@@ -56,8 +58,14 @@ def test_production_hash_is_werkzeugs_default(tmp_path):
 
     from webapp import create_app
 
-    app = create_app({"TESTING": True, "INSTANCE_PATH": str(tmp_path), "SECRET_KEY": "x" * 32,
-                      "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'db.sqlite'}"})
+    app = create_app(
+        {
+            "TESTING": True,
+            "INSTANCE_PATH": str(tmp_path),
+            "SECRET_KEY": "x" * 32,
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'db.sqlite'}",
+        }
+    )
     with app.app_context():
         user = User(email="a@example.com")
         user.set_password(PASSWORD)
@@ -91,7 +99,12 @@ def test_duplicate_email_gets_clear_message_regardless_of_case(client, app, auth
         ("ada@", PASSWORD, "email", "Enter a valid email address, such as ada@example.com."),
         ("@example.com", PASSWORD, "email", "Enter a valid email address, such as ada@example.com."),
         ("ada@@example.com", PASSWORD, "email", "Enter a valid email address, such as ada@example.com."),
-        ("ada lovelace@example.com", PASSWORD, "email", "Enter a valid email address, such as ada@example.com."),
+        (
+            "ada lovelace@example.com",
+            PASSWORD,
+            "email",
+            "Enter a valid email address, such as ada@example.com.",
+        ),
         ("ada@localhost", PASSWORD, "email", "Enter a valid email address, such as ada@example.com."),
         ("ada@exa\x00mple.com", PASSWORD, "email", "Enter a valid email address, such as ada@example.com."),
         ("<script>@example.com", PASSWORD, "email", "Enter a valid email address, such as ada@example.com."),
@@ -126,6 +139,7 @@ def test_signup_when_logged_in_goes_to_dashboard(client, auth):
 
 # --- log in, remember me, log out -------------------------------------------------------------
 
+
 def test_login_with_email_in_any_case(client, auth):
     auth.register()
     auth.logout()
@@ -154,8 +168,12 @@ def test_login_bad_input(client, auth, email, password, field, message):
 
 @pytest.mark.parametrize(
     ("email", "password"),
-    [("ada@example.com", "wrong password"), ("nobody@example.com", PASSWORD), ("not-an-email", PASSWORD),
-     ("ada@example.com", "x" * 201)],
+    [
+        ("ada@example.com", "wrong password"),
+        ("nobody@example.com", PASSWORD),
+        ("not-an-email", PASSWORD),
+        ("ada@example.com", "x" * 201),
+    ],
 )
 def test_login_wrong_credentials_says_the_same_thing(client, auth, email, password):
     auth.register()
@@ -203,8 +221,10 @@ def test_logout_is_post_only_and_ends_session(client, auth):
 def test_login_page_follows_local_next(client, auth):
     auth.register()
     auth.logout()
-    response = client.post("/account/login?next=/account/settings%3Ftab%3D1",
-                           data={"email": "ada@example.com", "password": PASSWORD})
+    response = client.post(
+        "/account/login?next=/account/settings%3Ftab%3D1",
+        data={"email": "ada@example.com", "password": PASSWORD},
+    )
     assert response.headers["Location"] == "/account/settings?tab=1"
 
 
@@ -216,8 +236,9 @@ def test_protected_page_sends_to_login_and_back(client, auth):
     assert response.headers["Location"].startswith("/account/login?next=")
     page = client.get(response.headers["Location"]).get_data(as_text=True)
     assert 'action="/account/login?next=/account/settings"' in page
-    response = client.post("/account/login?next=%2Faccount%2Fsettings",
-                           data={"email": "ada@example.com", "password": PASSWORD})
+    response = client.post(
+        "/account/login?next=%2Faccount%2Fsettings", data={"email": "ada@example.com", "password": PASSWORD}
+    )
     assert response.headers["Location"] == "/account/settings"
 
 
@@ -253,8 +274,11 @@ def test_failed_logins_are_limited_per_address(client, auth):
     assert TRY_AGAIN.search(response.get_data(as_text=True))
     # Someone at another address can still log in.
     other = client.application.test_client()
-    response = other.post("/account/login", data={"email": "ada@example.com", "password": PASSWORD},
-                          environ_base={"REMOTE_ADDR": "203.0.113.9"})
+    response = other.post(
+        "/account/login",
+        data={"email": "ada@example.com", "password": PASSWORD},
+        environ_base={"REMOTE_ADDR": "203.0.113.9"},
+    )
     assert response.status_code == 302
 
 
@@ -284,9 +308,17 @@ def _plain_app(tmp_path, name, **overrides):
     from tests.support import FAST_HASH, TEST_SECRET
     from webapp import create_app
 
-    app = create_app({"TESTING": True, "INSTANCE_PATH": str(tmp_path / name), "SECRET_KEY": TEST_SECRET,
-                      "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / (name + '.db')}",
-                      "WTF_CSRF_ENABLED": False, "PASSWORD_HASH_METHOD": FAST_HASH, **overrides})
+    app = create_app(
+        {
+            "TESTING": True,
+            "INSTANCE_PATH": str(tmp_path / name),
+            "SECRET_KEY": TEST_SECRET,
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / (name + '.db')}",
+            "WTF_CSRF_ENABLED": False,
+            "PASSWORD_HASH_METHOD": FAST_HASH,
+            **overrides,
+        }
+    )
     with app.app_context():
         db.create_all()
     return app
@@ -303,7 +335,10 @@ def test_an_app_without_limits_does_not_switch_them_off_for_the_next_app(tmp_pat
     client.post("/account/logout")
     for _ in range(5):
         client.post("/account/login", data={"email": "ada@example.com", "password": "wrong password"})
-    assert client.post("/account/login", data={"email": "ada@example.com", "password": PASSWORD}).status_code == 429
+    assert (
+        client.post("/account/login", data={"email": "ada@example.com", "password": PASSWORD}).status_code
+        == 429
+    )
     for each in (unlimited, app):
         with each.app_context():
             db.engine.dispose()
@@ -326,8 +361,14 @@ def test_failed_logins_share_redis_when_the_broker_is_redis(tmp_path, monkeypatc
     monkeypatch.setenv("SECRET_KEY", TEST_SECRET)
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'db.sqlite'}")
     monkeypatch.setenv("REMINDER_SCAN_INTERVAL", "0")
-    app = create_app({"TESTING": True, "INSTANCE_PATH": str(tmp_path), "WTF_CSRF_ENABLED": False,
-                      "PASSWORD_HASH_METHOD": FAST_HASH})
+    app = create_app(
+        {
+            "TESTING": True,
+            "INSTANCE_PATH": str(tmp_path),
+            "WTF_CSRF_ENABLED": False,
+            "PASSWORD_HASH_METHOD": FAST_HASH,
+        }
+    )
     assert app.config["RATELIMIT_STORAGE_URI"] == url
     strategy = app.extensions["weighin_login_throttle"]
     assert isinstance(strategy.storage, RedisStorage)
@@ -345,14 +386,17 @@ def test_failed_logins_share_redis_when_the_broker_is_redis(tmp_path, monkeypatc
     finally:
         from webapp.accounts import throttle
 
-        for limit, kind, key in ((throttle.FAILED_LOGINS_PER_ACCOUNT, "account", email),
-                                 (throttle.FAILED_LOGINS_PER_ADDRESS, "address", "127.0.0.1")):
+        for limit, kind, key in (
+            (throttle.FAILED_LOGINS_PER_ACCOUNT, "account", email),
+            (throttle.FAILED_LOGINS_PER_ADDRESS, "address", "127.0.0.1"),
+        ):
             strategy.clear(limit, "failed-login", kind, key)
         with app.app_context():
             db.engine.dispose()
 
 
 # --- settings ---------------------------------------------------------------------------------
+
 
 def settings_data(**overrides):
     data = {"display_name": "Ada L.", "unit": "lb", "timezone": "Europe/Berlin", "reminders_enabled": "y"}
@@ -374,7 +418,11 @@ def test_settings_save_everything(client, app, auth):
     assert response.status_code == 302
     user = get_user(app)
     assert (user.display_name, user.unit, user.timezone, user.reminders_enabled) == (
-        "Ada L.", "lb", "Europe/Berlin", True)
+        "Ada L.",
+        "lb",
+        "Europe/Berlin",
+        True,
+    )
     assert "Settings saved." in client.get("/account/settings").get_data(as_text=True)
 
 
@@ -410,7 +458,11 @@ def test_turning_reminders_off_goes_through_the_lifecycle(client, app, auth):
     [
         ({"display_name": "x" * 81}, "display_name", "Use at most 80 characters."),
         ({"display_name": "Ada\x00"}, "display_name", "Use letters, digits, spaces and punctuation only."),
-        ({"display_name": "Ada\nLovelace"}, "display_name", "Use letters, digits, spaces and punctuation only."),
+        (
+            {"display_name": "Ada\nLovelace"},
+            "display_name",
+            "Use letters, digits, spaces and punctuation only.",
+        ),
         ({"unit": "stone"}, "unit", "Choose kilograms (kg) or pounds (lb)."),
         ({"unit": ""}, "unit", "Choose kilograms (kg) or pounds (lb)."),
         ({"timezone": ""}, "timezone", "Choose a time zone."),

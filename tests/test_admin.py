@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from werkzeug.security import generate_password_hash
@@ -28,9 +28,16 @@ def make_user(email, created, weight=None, goal=None, *, reminders=True, admin=F
     """A user row whose activity clocks follow the rule: last_active_at = latest of the three."""
     last_active = max(t for t in (created, weight, goal) if t is not None)
     user = User(
-        email=email, password_hash=HASH, display_name=name, created_at=created,
-        last_weight_at=weight, last_goal_at=goal, last_active_at=last_active,
-        reminder_clock=last_active if reminders else None, reminders_enabled=reminders, is_admin=admin,
+        email=email,
+        password_hash=HASH,
+        display_name=name,
+        created_at=created,
+        last_weight_at=weight,
+        last_goal_at=goal,
+        last_active_at=last_active,
+        reminder_clock=last_active if reminders else None,
+        reminders_enabled=reminders,
+        is_admin=admin,
     )
     db.session.add(user)
     db.session.commit()
@@ -88,10 +95,17 @@ def test_authorization_matrix(app, client, auth, role, expected, method, path):
             assert db.session.scalar(db.select(db.func.count()).select_from(Reminder)) == 0
 
 
-@pytest.mark.parametrize("method,path", [
-    ("get", "/admin/users/1/remind"), ("get", "/admin/admins/1/remove"), ("post", "/admin/"),
-    ("post", "/admin/live"), ("post", "/admin/export.csv"), ("delete", "/admin/admins"),
-])
+@pytest.mark.parametrize(
+    "method,path",
+    [
+        ("get", "/admin/users/1/remind"),
+        ("get", "/admin/admins/1/remove"),
+        ("post", "/admin/"),
+        ("post", "/admin/live"),
+        ("post", "/admin/export.csv"),
+        ("delete", "/admin/admins"),
+    ],
+)
 def test_wrong_method_is_405_not_500(admin_client, method, path):
     assert getattr(admin_client, method)(path).status_code == 405
 
@@ -115,37 +129,42 @@ def test_csrf_token_from_the_page_is_accepted(app, admin_client):
     page = admin_client.get("/admin/").get_data(as_text=True)
     token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
     user_id = re.search(r'id="user-(\d+)"', page).group(1)
-    response = admin_client.post(f"/admin/users/{user_id}/remind", headers={"X-CSRFToken": token, "HX-Request": "true"})
+    response = admin_client.post(
+        f"/admin/users/{user_id}/remind", headers={"X-CSRFToken": token, "HX-Request": "true"}
+    )
     assert response.status_code == 200
     assert b"Reminder sent to quiet@example.com" in response.data
 
 
 # -- the query, against the rule's edge cases ----------------------------------------------
 
-NOW = datetime(2026, 6, 15, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
 
 
 def test_query_follows_the_rule_at_its_edges(app):
     d = timedelta(days=1)
     with app.app_context():
-        make_user("exactly7@x.com", NOW - 7 * d)                       # at the threshold: inactive
+        make_user("exactly7@x.com", NOW - 7 * d)  # at the threshold: inactive
         make_user("just-under@x.com", NOW - 7 * d + timedelta(microseconds=1))  # a microsecond short
-        make_user("never@x.com", NOW - 30 * d)                         # signed up, did nothing
+        make_user("never@x.com", NOW - 30 * d)  # signed up, did nothing
         make_user("weighed-recently@x.com", NOW - 30 * d, weight=NOW - 2 * d)
         make_user("goal-recently@x.com", NOW - 30 * d, weight=NOW - 20 * d, goal=NOW - 1 * d)
         make_user("both-stale@x.com", NOW - 30 * d, weight=NOW - 10 * d, goal=NOW - 9 * d)
-        make_user("off@x.com", NOW - 30 * d, reminders=False)          # still inactive, listed
+        make_user("off@x.com", NOW - 30 * d, reminders=False)  # still inactive, listed
         make_user("new@x.com", NOW - timedelta(hours=1))
         found = {u.email for u in db.session.scalars(inactive_users_query(InactiveFilter(days=7), NOW))}
     assert found == {"exactly7@x.com", "never@x.com", "both-stale@x.com", "off@x.com"}
 
 
-@pytest.mark.parametrize("kind,expected", [
-    ("any", {"never@x.com", "weigher@x.com", "goal-setter@x.com", "both@x.com"}),
-    ("weight", {"weigher@x.com", "both@x.com"}),
-    ("goal", {"goal-setter@x.com", "both@x.com"}),
-    ("never", {"never@x.com"}),
-])
+@pytest.mark.parametrize(
+    "kind,expected",
+    [
+        ("any", {"never@x.com", "weigher@x.com", "goal-setter@x.com", "both@x.com"}),
+        ("weight", {"weigher@x.com", "both@x.com"}),
+        ("goal", {"goal-setter@x.com", "both@x.com"}),
+        ("never", {"never@x.com"}),
+    ],
+)
 def test_kind_filter(app, kind, expected):
     d = timedelta(days=1)
     with app.app_context():
@@ -154,7 +173,9 @@ def test_kind_filter(app, kind, expected):
         make_user("goal-setter@x.com", NOW - 40 * d, goal=NOW - 20 * d)
         make_user("both@x.com", NOW - 40 * d, weight=NOW - 25 * d, goal=NOW - 20 * d)
         make_user("active@x.com", NOW - 40 * d, weight=NOW - d)
-        found = {u.email for u in db.session.scalars(inactive_users_query(InactiveFilter(days=7, kind=kind), NOW))}
+        found = {
+            u.email for u in db.session.scalars(inactive_users_query(InactiveFilter(days=7, kind=kind), NOW))
+        }
     assert found == expected
 
 
@@ -164,8 +185,17 @@ def test_threshold_and_email_search_through_the_page(app, admin_client):
         make_user("twenty@x.com", ago(20))
         make_user("Under_Score@y.org", ago(20))
         make_user("underxscore@y.org", ago(20))
-    assert set(listed_emails(admin_client.get("/admin/?days=15"))) == {"twenty@x.com", "Under_Score@y.org", "underxscore@y.org"}
-    assert set(listed_emails(admin_client.get("/admin/"))) == {"ten@x.com", "twenty@x.com", "Under_Score@y.org", "underxscore@y.org"}
+    assert set(listed_emails(admin_client.get("/admin/?days=15"))) == {
+        "twenty@x.com",
+        "Under_Score@y.org",
+        "underxscore@y.org",
+    }
+    assert set(listed_emails(admin_client.get("/admin/"))) == {
+        "ten@x.com",
+        "twenty@x.com",
+        "Under_Score@y.org",
+        "underxscore@y.org",
+    }
     # Case-insensitive substring; LIKE wildcards in the search are taken literally.
     assert listed_emails(admin_client.get("/admin/?q=WENT")) == ["twenty@x.com"]
     assert listed_emails(admin_client.get("/admin/?q=r_s")) == ["Under_Score@y.org"]
@@ -176,40 +206,51 @@ def test_table_shows_clocks_days_and_reminder_state(app, admin_client):
     with app.app_context():
         make_user("dismissed@x.com", ago(20), weight=ago(12), name="Dee")
         dismissed = db.session.scalar(db.select(User).where(User.email == "dismissed@x.com"))
-        db.session.add(Reminder(user_id=dismissed.id, status="dismissed", inactive_since=ago(12),
-                                created_at=ago(4), ended_at=ago(3)))
+        db.session.add(
+            Reminder(
+                user_id=dismissed.id,
+                status="dismissed",
+                inactive_since=ago(12),
+                created_at=ago(4),
+                ended_at=ago(3),
+            )
+        )
         make_user("off@x.com", ago(9), reminders=False)
         db.session.commit()
     page = admin_client.get("/admin/").get_data(as_text=True)
-    row = page[page.index('data-user-email="dismissed@x.com"'):]
-    row = row[:row.index("</tr>")]
+    row = page[page.index('data-user-email="dismissed@x.com"') :]
+    row = row[: row.index("</tr>")]
     assert "<td>Dee</td>" in row and "<td>12</td>" in row and "dismissed" in row and "never" in row
-    off_row = page[page.index('data-user-email="off@x.com"'):]
-    assert "reminders off" in off_row[:off_row.index("</tr>")]
+    off_row = page[page.index('data-user-email="off@x.com"') :]
+    assert "reminders off" in off_row[: off_row.index("</tr>")]
     assert 'id="count-inactive">2<' in page and 'id="count-users">3<' in page
     assert 'id="count-dismissed">1<' in page and 'id="count-active">1<' in page
 
 
 # -- bad input: a notice and a sane default, never a 500 ----------------------------------
 
-@pytest.mark.parametrize("query,notice", [
-    ("days=abc", "is not a whole number of days"),
-    ("days=1e3", "is not a whole number of days"),
-    ("days=--5", "is not a whole number of days"),
-    ("days=%E2%91%A0", "is not a whole number of days"),
-    ("days=-3", "at least 1 day"),
-    ("days=0", "at least 1 day"),
-    ("days=99999999999999999999999", "is not a whole number of days"),
-    ("days=5000", "at most 3650 days"),
-    ("sort=email", "Unknown sort order"),
-    ("kind=admins", "Unknown “Show” choice"),
-    ("after=xyz", "page link was not valid"),
-    ("after=999999999999999999_1", "page link was not valid"),
-    ("before=1_99999999999", "page link was not valid"),
-    ("after=-5_3", "page link was not valid"),
-    ("after=1_1&before=1_1", "cannot go both ways"),
-    ("q=" + "a" * 300, "cut to 254 characters"),
-])
+
+@pytest.mark.parametrize(
+    "query,notice",
+    [
+        ("days=abc", "is not a whole number of days"),
+        ("days=1e3", "is not a whole number of days"),
+        ("days=--5", "is not a whole number of days"),
+        ("days=%E2%91%A0", "is not a whole number of days"),
+        ("days=-3", "at least 1 day"),
+        ("days=0", "at least 1 day"),
+        ("days=99999999999999999999999", "is not a whole number of days"),
+        ("days=5000", "at most 3650 days"),
+        ("sort=email", "Unknown sort order"),
+        ("kind=admins", "Unknown “Show” choice"),
+        ("after=xyz", "page link was not valid"),
+        ("after=999999999999999999_1", "page link was not valid"),
+        ("before=1_99999999999", "page link was not valid"),
+        ("after=-5_3", "page link was not valid"),
+        ("after=1_1&before=1_1", "cannot go both ways"),
+        ("q=" + "a" * 300, "cut to 254 characters"),
+    ],
+)
 @pytest.mark.parametrize("path", ["/admin/", "/admin/live", "/admin/export.csv"])
 def test_bad_filters_get_a_notice_and_a_default(app, admin_client, query, notice, path):
     with app.app_context():
@@ -222,10 +263,16 @@ def test_bad_filters_get_a_notice_and_a_default(app, admin_client, query, notice
             assert "quiet@example.com" in response.get_data(as_text=True)
 
 
-@pytest.mark.parametrize("path", [
-    "/admin/users/999/remind", "/admin/users/0/remind", "/admin/users/99999999999999999999/remind",
-    "/admin/admins/999/remove", "/admin/admins/99999999999999999999/remove",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/admin/users/999/remind",
+        "/admin/users/0/remind",
+        "/admin/users/99999999999999999999/remind",
+        "/admin/admins/999/remove",
+        "/admin/admins/99999999999999999999/remove",
+    ],
+)
 def test_tampered_user_id(admin_client, path):
     response = admin_client.post(path, headers={"HX-Request": "true"})
     assert response.status_code == 404
@@ -234,12 +281,15 @@ def test_tampered_user_id(admin_client, path):
     assert fallback.status_code == 200 and b"no such user" in fallback.data
 
 
-@pytest.mark.parametrize("path", ["/admin/users/abc/remind", "/admin/users/-1/remind", "/admin/admins/1.5/remove"])
+@pytest.mark.parametrize(
+    "path", ["/admin/users/abc/remind", "/admin/users/-1/remind", "/admin/admins/1.5/remove"]
+)
 def test_non_numeric_user_id_is_404(admin_client, path):
     assert admin_client.post(path).status_code == 404
 
 
 # -- keyset pagination ---------------------------------------------------------------------
+
 
 def _page_ids(response) -> list[int]:
     return [int(x) for x in re.findall(r'<tr id="user-(\d+)"', response.get_data(as_text=True))]
@@ -299,7 +349,7 @@ def test_page_survives_rows_leaving_between_requests(app):
 
 
 def test_cursor_round_trip():
-    cursor = Cursor(datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc), 42)
+    cursor = Cursor(datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC), 42)
     assert Cursor.decode(cursor.encode()) == cursor
     for bad in ["", "1", "_", "a_b", "1_", "_1", "1_2_3", "１_2", "1 _2"]:
         with pytest.raises(ValueError):
@@ -326,10 +376,22 @@ def test_page_query_walks_the_last_active_index_on_sqlite(app):
 
 # -- CSV -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("raw,safe", [
-    ("=1+2", "'=1+2"), ("+1", "'+1"), ("-1", "'-1"), ("@SUM(A1)", "'@SUM(A1)"), ("\tx", "'\tx"),
-    ("\rx", "'\rx"), ("plain", "plain"), ("a=b", "a=b"), (None, ""), (7, "7"),
-])
+
+@pytest.mark.parametrize(
+    "raw,safe",
+    [
+        ("=1+2", "'=1+2"),
+        ("+1", "'+1"),
+        ("-1", "'-1"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\tx", "'\tx"),
+        ("\rx", "'\rx"),
+        ("plain", "plain"),
+        ("a=b", "a=b"),
+        (None, ""),
+        (7, "7"),
+    ],
+)
 def test_spreadsheet_safe(raw, safe):
     assert spreadsheet_safe(raw) == safe
 
@@ -337,8 +399,8 @@ def test_spreadsheet_safe(raw, safe):
 def test_csv_export_of_the_filtered_list(app, admin_client):
     app.config["ADMIN_PAGE_SIZE"] = 2
     with app.app_context():
-        make_user("=cmd@x.com", ago(20), name="=HYPERLINK(\"http://evil\")")
-        make_user("plain@x.com", ago(15), weight=ago(12), name="Plain, \"Quoted\"")
+        make_user("=cmd@x.com", ago(20), name='=HYPERLINK("http://evil")')
+        make_user("plain@x.com", ago(15), weight=ago(12), name='Plain, "Quoted"')
         make_user("other@y.org", ago(30))
         make_user("fresh@x.com", ago(1))
     response = admin_client.get("/admin/export.csv?q=x.com&after=1_1")
@@ -349,15 +411,18 @@ def test_csv_export_of_the_filtered_list(app, admin_client):
     assert rows[0][:3] == ["email", "display_name", "last_weight_at"]
     # Every page (not just the one in the link), only matching rows, longest inactive first.
     assert [r[0] for r in rows[1:]] == ["'=cmd@x.com", "plain@x.com"]
-    assert rows[1][1] == "'=HYPERLINK(\"http://evil\")"
+    assert rows[1][1] == '\'=HYPERLINK("http://evil")'
     assert rows[2][1] == 'Plain, "Quoted"'
     assert rows[2][5] == "12" and rows[2][6] == "none" and rows[2][2].startswith(str(ago(12).year))
 
 
 # -- remind now ----------------------------------------------------------------------------
 
+
 def _outbox(channel):
-    return db.session.scalar(db.select(db.func.count()).select_from(OutboxEvent).where(OutboxEvent.channel == channel))
+    return db.session.scalar(
+        db.select(db.func.count()).select_from(OutboxEvent).where(OutboxEvent.channel == channel)
+    )
 
 
 def test_remind_now_opens_one_reminder_and_records_it(app, admin_client):
@@ -375,7 +440,8 @@ def test_remind_now_opens_one_reminder_and_records_it(app, admin_client):
         assert (reminder.status, reminder.source, reminder.created_by_id) == ("open", "admin", admin.id)
         actions = list(db.session.scalars(db.select(AdminAction).order_by(AdminAction.id)))
         assert [(a.action, a.admin_id, a.user_id, a.reminder_id) for a in actions] == [
-            (REMIND, admin.id, user_id, reminder.id), (REMIND_AGAIN, admin.id, user_id, reminder.id),
+            (REMIND, admin.id, user_id, reminder.id),
+            (REMIND_AGAIN, admin.id, user_id, reminder.id),
         ]
         # Each press woke the user's pages (their stream re-renders the banner) and the admins'.
         assert _outbox(user_channel(user_id)) == 2
@@ -407,10 +473,13 @@ def test_remind_now_respects_reminders_off(app, admin_client):
 
 # -- the admin flag ------------------------------------------------------------------------
 
+
 def test_grant_and_remove_admin(app, admin_client):
     with app.app_context():
         helper_id = make_user("helper@example.com", ago(1)).id
-    response = admin_client.post("/admin/admins", data={"email": "  Helper@Example.com "}, follow_redirects=True)
+    response = admin_client.post(
+        "/admin/admins", data={"email": "  Helper@Example.com "}, follow_redirects=True
+    )
     assert b"helper@example.com is now an admin" in response.data
     again = admin_client.post("/admin/admins", data={"email": "helper@example.com"}, follow_redirects=True)
     assert b"already an admin" in again.data
@@ -425,7 +494,8 @@ def test_grant_and_remove_admin(app, admin_client):
     with app.app_context():
         assert not db.session.get(User, helper_id).is_admin
         assert [a.action for a in db.session.scalars(db.select(AdminAction).order_by(AdminAction.id))] == [
-            "grant_admin", "remove_admin",
+            "grant_admin",
+            "remove_admin",
         ]
     history = " ".join(admin_client.get("/admin/admins").get_data(as_text=True).split())
     assert f"{ADMIN_EMAIL} removed the admin flag from helper@example.com" in history

@@ -25,8 +25,9 @@ def test_streams_harness_delivers_every_reminder_once(tmp_path):
     from bench import streams
 
     out = tmp_path / "streams.json"
-    result = streams.main(["--clients", "20", "--processes", "1", "--rates", "20", "--seconds", "1",
-                           "--out", str(out)])
+    result = streams.main(
+        ["--clients", "20", "--processes", "1", "--rates", "20", "--seconds", "1", "--out", str(out)]
+    )
     assert result["connect"]["connected"] == 20
     assert result["connect"]["rss_per_stream_kib"] is not None
     for phase in [*result["steady"], result["burst"]]:
@@ -40,8 +41,22 @@ def test_transports_harness_compares_every_transport(tmp_path):
     from bench import transports
 
     plot = tmp_path / "transports.png"
-    rows = transports.main(["--users", "6", "--seconds", "2", "--reminders", "2", "--processes", "1",
-                            "--poll-intervals", "0.5", "--plot", str(plot)])
+    rows = transports.main(
+        [
+            "--users",
+            "6",
+            "--seconds",
+            "2",
+            "--reminders",
+            "2",
+            "--processes",
+            "1",
+            "--poll-intervals",
+            "0.5",
+            "--plot",
+            str(plot),
+        ]
+    )
     assert [row["transport"] for row in rows] == ["poll 0.5 s", "long poll", "WebSocket", "SSE"]
     for row in rows:
         assert row["connected"] >= 6, row
@@ -62,13 +77,17 @@ def test_scan_harness_opens_a_reminder_per_inactive_user(kind, tmp_path):
     assert row["first_scan_opened"] == row["due_users"]
     assert row["steady_scan_opened"] == 0
     assert row["admin_page_status"] == 200
-    assert [c["due_now"] for c in row["due_query_by_cutoff"]] == sorted(c["due_now"] for c in row["due_query_by_cutoff"])
+    assert [c["due_now"] for c in row["due_query_by_cutoff"]] == sorted(
+        c["due_now"] for c in row["due_query_by_cutoff"]
+    )
 
 
 def test_pages_harness_drives_dashboard_and_quick_add(tmp_path):
     from bench import pages
 
-    rows = pages.main(["--sessions", "4", "--seconds", "1", "--think", "0.1", "--processes", "1", "--entries", "3"])
+    rows = pages.main(
+        ["--sessions", "4", "--seconds", "1", "--think", "0.1", "--processes", "1", "--entries", "3"]
+    )
     assert [row["phase"] for row in rows] == ["dashboard", "quick-add"]
     for row in rows:
         assert row["requests"] > 0

@@ -166,8 +166,10 @@ def test_a_page_whose_first_connect_is_anonymous_stops_at_once(server, seeder, n
     assert "hx-sse:connect" in logged_in_html
     # A page rendered for a session that is gone by the time the stream connects.
     context = new_context()
-    context.route(server.url + "/dashboard", lambda route: route.fulfill(
-        status=200, content_type="text/html; charset=utf-8", body=logged_in_html))
+    context.route(
+        server.url + "/dashboard",
+        lambda route: route.fulfill(status=200, content_type="text/html; charset=utf-8", body=logged_in_html),
+    )
     tab = Tab(context, server.url + "/dashboard", connected=False)
     tab.page.wait_for_timeout(10_000)
     assert len(tab.stream_requests) == 1
@@ -179,8 +181,9 @@ def test_a_stream_that_reconnects_after_logout_stops_for_good(make_server, brows
     seeder = Seeder(server)
     context = browser.new_context()
     try:
-        context.add_cookies([{"name": "session", "value": seeder.cookie(seeder.user("ada@example.com")),
-                              "url": server.url}])
+        context.add_cookies(
+            [{"name": "session", "value": seeder.cookie(seeder.user("ada@example.com")), "url": server.url}]
+        )
         watched = Tab(context, server.url + "/dashboard")
         # Log out in another tab of the same browser.
         other = Tab(context, server.url + "/account/settings")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -27,8 +27,12 @@ def test_log_weights_set_goal_and_see_them_on_the_dashboard(make_server, browser
         # A page reload would lose this; the quick-add must swap in place.
         page.evaluate("() => { window.__stillTheSamePage = true }")
 
-        now = datetime.now(timezone.utc)  # the new user's zone is UTC
-        for weight, days_ago, shown in [("80", 2, "80.00 kg"), ("79,5", 1, "79.50 kg"), ("79.2", 0, "79.20 kg")]:
+        now = datetime.now(UTC)  # the new user's zone is UTC
+        for weight, days_ago, shown in [
+            ("80", 2, "80.00 kg"),
+            ("79,5", 1, "79.50 kg"),
+            ("79.2", 0, "79.20 kg"),
+        ]:
             form = page.locator("#quick-add")
             form.get_by_label("Weight").fill(weight)
             if days_ago:

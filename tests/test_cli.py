@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -13,7 +13,7 @@ from webapp.extensions import db
 from webapp.models import GoalChange, Reminder, User, WeightEntry
 
 PASSWORD = "correct horse"
-NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def get_user(email: str) -> User | None:
@@ -22,8 +22,11 @@ def get_user(email: str) -> User | None:
 
 # --- create-admin -----------------------------------------------------------------------------
 
+
 def test_create_admin_from_stdin(app, runner):
-    result = runner.invoke(args=["create-admin", "Root@Example.com", "--password-stdin"], input=f"{PASSWORD}\n")
+    result = runner.invoke(
+        args=["create-admin", "Root@Example.com", "--password-stdin"], input=f"{PASSWORD}\n"
+    )
     assert result.exit_code == 0, result.output
     assert "Admin root@example.com is ready." in result.output
     with app.app_context():
@@ -42,8 +45,10 @@ def test_create_admin_prompts_twice(app, runner):
 
 
 def test_create_admin_asks_again_when_the_two_differ(app, runner):
-    result = runner.invoke(args=["create-admin", "root@example.com"],
-                           input=f"{PASSWORD}\nsomething else\n{PASSWORD}\n{PASSWORD}\n")
+    result = runner.invoke(
+        args=["create-admin", "root@example.com"],
+        input=f"{PASSWORD}\nsomething else\n{PASSWORD}\n{PASSWORD}\n",
+    )
     assert result.exit_code == 0, result.output
     assert "do not match" in result.output
 
@@ -62,7 +67,9 @@ def test_create_admin_promotes_an_existing_user_keeping_the_password(app, runner
 
 def test_create_admin_with_stdin_resets_an_existing_password(app, runner, auth):
     auth.register()
-    result = runner.invoke(args=["create-admin", "ada@example.com", "--password-stdin"], input="a new password\n")
+    result = runner.invoke(
+        args=["create-admin", "ada@example.com", "--password-stdin"], input="a new password\n"
+    )
     assert result.exit_code == 0, result.output
     with app.app_context():
         assert get_user("ada@example.com").check_password("a new password")
@@ -90,8 +97,14 @@ def test_create_admin_bad_input(app, runner, email, stdin, message):
 
 
 def test_create_admin_on_a_database_that_is_not_migrated(tmp_path):
-    app = create_app({"TESTING": True, "INSTANCE_PATH": str(tmp_path), "SECRET_KEY": TEST_SECRET,
-                      "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'empty.db'}"})
+    app = create_app(
+        {
+            "TESTING": True,
+            "INSTANCE_PATH": str(tmp_path),
+            "SECRET_KEY": TEST_SECRET,
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'empty.db'}",
+        }
+    )
     runner = app.test_cli_runner()
     for args in (["create-admin", "root@example.com", "--password-stdin"], ["demo"]):
         result = runner.invoke(args=args, input=f"{PASSWORD}\n")
@@ -102,6 +115,7 @@ def test_create_admin_on_a_database_that_is_not_migrated(tmp_path):
 
 
 # --- demo -------------------------------------------------------------------------------------
+
 
 def test_demo_fills_a_fresh_database(app, runner):
     result = runner.invoke(args=["demo", "--seed", "7"])
@@ -119,9 +133,16 @@ def test_demo_fills_a_fresh_database(app, runner):
 
 
 def _demo_app(tmp_path, name="demo"):
-    app = create_app({"TESTING": True, "INSTANCE_PATH": str(tmp_path / name), "SECRET_KEY": TEST_SECRET,
-                      "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / (name + '.db')}",
-                      "PASSWORD_HASH_METHOD": FAST_HASH, "RATELIMIT_STORAGE_URI": "memory://"})
+    app = create_app(
+        {
+            "TESTING": True,
+            "INSTANCE_PATH": str(tmp_path / name),
+            "SECRET_KEY": TEST_SECRET,
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / (name + '.db')}",
+            "PASSWORD_HASH_METHOD": FAST_HASH,
+            "RATELIMIT_STORAGE_URI": "memory://",
+        }
+    )
     with app.app_context():
         db.create_all()
     return app
@@ -135,13 +156,18 @@ def test_demo_history_agrees_with_the_activity_clocks(tmp_path, after_days):
         cutoff = NOW - timedelta(days=after_days)
         inactive = open_reminders = 0
         for user in db.session.scalars(db.select(User)):
-            entries = db.session.scalars(db.select(WeightEntry.measured_at).where(WeightEntry.user_id == user.id)).all()
-            goals = db.session.scalars(db.select(GoalChange.created_at).where(GoalChange.user_id == user.id)).all()
+            entries = db.session.scalars(
+                db.select(WeightEntry.measured_at).where(WeightEntry.user_id == user.id)
+            ).all()
+            goals = db.session.scalars(
+                db.select(GoalChange.created_at).where(GoalChange.user_id == user.id)
+            ).all()
             assert user.last_weight_at == (max(entries) if entries else None), user.email
             assert user.last_goal_at == (max(goals) if goals else None), user.email
             assert all(user.created_at <= t <= NOW for t in [*entries, *goals]), user.email
-            assert user.last_active_at == max(t for t in (user.created_at, user.last_weight_at, user.last_goal_at)
-                                              if t is not None), user.email
+            assert user.last_active_at == max(
+                t for t in (user.created_at, user.last_weight_at, user.last_goal_at) if t is not None
+            ), user.email
             reminders = db.session.scalars(db.select(Reminder).where(Reminder.user_id == user.id)).all()
             opened = [r for r in reminders if r.status == "open"]
             if user.last_active_at <= cutoff:
@@ -157,13 +183,18 @@ def test_demo_history_agrees_with_the_activity_clocks(tmp_path, after_days):
             else:
                 assert user.reminder_clock >= user.last_active_at
                 assert user.reminder_clock > cutoff, f"{user.email} is due but the scan left them"
-            for entry_kg in db.session.scalars(db.select(WeightEntry.mass_g).where(WeightEntry.user_id == user.id)):
+            for entry_kg in db.session.scalars(
+                db.select(WeightEntry.mass_g).where(WeightEntry.user_id == user.id)
+            ):
                 assert 35_000 <= entry_kg <= 250_000
         assert inactive >= 5
         assert open_reminders == result.reminders_opened >= 4
         dismissed = db.session.scalars(db.select(Reminder).where(Reminder.status == "dismissed")).all()
         assert len(dismissed) == 1
-        assert db.session.scalar(db.select(User).where(User.email == "barbara@example.com")).reminders_enabled is False
+        assert (
+            db.session.scalar(db.select(User).where(User.email == "barbara@example.com")).reminders_enabled
+            is False
+        )
         never_logged = db.session.scalar(db.select(User).where(User.email == "dennis@example.com"))
         assert never_logged.last_weight_at is None and never_logged.last_goal_at is None
         assert never_logged.last_active_at <= cutoff
@@ -176,9 +207,13 @@ def test_demo_is_reproducible_with_a_seed(tmp_path):
         app = _demo_app(tmp_path, name)
         with app.app_context():
             fill_demo_data(now=NOW, seed=42)
-            histories.append(db.session.execute(
-                db.select(WeightEntry.user_id, WeightEntry.measured_at, WeightEntry.mass_g, WeightEntry.note)
-                .order_by(WeightEntry.id)).all())
+            histories.append(
+                db.session.execute(
+                    db.select(
+                        WeightEntry.user_id, WeightEntry.measured_at, WeightEntry.mass_g, WeightEntry.note
+                    ).order_by(WeightEntry.id)
+                ).all()
+            )
             db.engine.dispose()
     assert histories[0] == histories[1]
 
@@ -187,16 +222,20 @@ def test_demo_is_safe_to_run_twice(app, runner):
     first = runner.invoke(args=["demo"])
     assert first.exit_code == 0, first.output
     with app.app_context():
-        counts = [db.session.scalar(db.select(db.func.count()).select_from(model))
-                  for model in (User, WeightEntry, GoalChange, Reminder)]
+        counts = [
+            db.session.scalar(db.select(db.func.count()).select_from(model))
+            for model in (User, WeightEntry, GoalChange, Reminder)
+        ]
         admin_hash = get_user(ADMIN_EMAIL).password_hash
     second = runner.invoke(args=["demo"])
     assert second.exit_code == 0, second.output
     assert "left alone" in second.output and "password is unchanged" in second.output
     assert "password: " not in second.output
     with app.app_context():
-        assert counts == [db.session.scalar(db.select(db.func.count()).select_from(model))
-                          for model in (User, WeightEntry, GoalChange, Reminder)]
+        assert counts == [
+            db.session.scalar(db.select(db.func.count()).select_from(model))
+            for model in (User, WeightEntry, GoalChange, Reminder)
+        ]
         assert get_user(ADMIN_EMAIL).password_hash == admin_hash
 
 

@@ -43,9 +43,17 @@ def test_embedded_secret_key_is_generated_once_and_kept(tmp_path):
 
 
 def test_scale_out_values(tmp_path):
-    cfg = config(tmp_path, DATABASE_URL="postgres://weighin@db/weighin", BROKER_URL="redis://cache:6379/2",
-                 SECRET_KEY=TEST_SECRET, REMINDER_AFTER_DAYS="14", REMINDER_SCAN_INTERVAL="0", SSE_HEARTBEAT="5",
-                 SESSION_COOKIE_SECURE="yes", PROXY_FIX="1")
+    cfg = config(
+        tmp_path,
+        DATABASE_URL="postgres://weighin@db/weighin",
+        BROKER_URL="redis://cache:6379/2",
+        SECRET_KEY=TEST_SECRET,
+        REMINDER_AFTER_DAYS="14",
+        REMINDER_SCAN_INTERVAL="0",
+        SSE_HEARTBEAT="5",
+        SESSION_COOKIE_SECURE="yes",
+        PROXY_FIX="1",
+    )
     assert cfg["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://weighin@db/weighin"
     assert cfg["BROKER_URL"] == cfg["RATELIMIT_STORAGE_URI"] == "redis://cache:6379/2"
     assert (cfg["REMINDER_AFTER_DAYS"], cfg["REMINDER_SCAN_INTERVAL"], cfg["SSE_HEARTBEAT"]) == (14, 0, 5)
@@ -62,7 +70,10 @@ def test_blank_values_mean_the_default(tmp_path):
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"REMINDER_AFTER_DAYS": "abc"}, "REMINDER_AFTER_DAYS must be a whole number from 1 to 3650, got 'abc'"),
+        (
+            {"REMINDER_AFTER_DAYS": "abc"},
+            "REMINDER_AFTER_DAYS must be a whole number from 1 to 3650, got 'abc'",
+        ),
         ({"REMINDER_AFTER_DAYS": "-1"}, "REMINDER_AFTER_DAYS must be a whole number from 1 to 3650, got -1"),
         ({"REMINDER_AFTER_DAYS": "0"}, "REMINDER_AFTER_DAYS must be a whole number from 1 to 3650, got 0"),
         ({"REMINDER_AFTER_DAYS": "7.5"}, "REMINDER_AFTER_DAYS must be a whole number"),
@@ -70,7 +81,10 @@ def test_blank_values_mean_the_default(tmp_path):
         ({"REMINDER_AFTER_DAYS": "1_000"}, "REMINDER_AFTER_DAYS must be a whole number"),
         ({"REMINDER_AFTER_DAYS": "\uff17"}, "REMINDER_AFTER_DAYS must be a whole number"),
         ({"REMINDER_AFTER_DAYS": "9" * 40}, "REMINDER_AFTER_DAYS must be a whole number"),
-        ({"REMINDER_SCAN_INTERVAL": "-5"}, "REMINDER_SCAN_INTERVAL must be a whole number from 0 to 86400, got -5"),
+        (
+            {"REMINDER_SCAN_INTERVAL": "-5"},
+            "REMINDER_SCAN_INTERVAL must be a whole number from 0 to 86400, got -5",
+        ),
         ({"REMINDER_SCAN_INTERVAL": "soon"}, "REMINDER_SCAN_INTERVAL must be a whole number"),
         ({"SSE_HEARTBEAT": "0"}, "SSE_HEARTBEAT must be a whole number from 1 to 3600, got 0"),
         ({"SSE_HEARTBEAT": "15s"}, "SSE_HEARTBEAT must be a whole number"),
@@ -87,10 +101,16 @@ def test_blank_values_mean_the_default(tmp_path):
         ({"BROKER_URL": "redis://cache:port/0"}, "BROKER_URL has an invalid port"),
         ({"BROKER_URL": "redis://cache:99999/0"}, "BROKER_URL has an invalid port"),
         ({"BROKER_URL": "redis://cache:6379/zero"}, "BROKER_URL's database must be a number"),
-        ({"DATABASE_URL": "mysql://db/weighin"}, "DATABASE_URL must start with sqlite:/// or postgresql+psycopg://"),
+        (
+            {"DATABASE_URL": "mysql://db/weighin"},
+            "DATABASE_URL must start with sqlite:/// or postgresql+psycopg://",
+        ),
         ({"DATABASE_URL": "postgresql+psycopg2://db/weighin"}, "DATABASE_URL must start with"),
-        ({"DATABASE_URL": "weighin.db"}, "DATABASE_URL must start with sqlite:/// or postgresql+psycopg:// "
-                                         "(or postgresql://), got no scheme"),
+        (
+            {"DATABASE_URL": "weighin.db"},
+            "DATABASE_URL must start with sqlite:/// or postgresql+psycopg:// "
+            "(or postgresql://), got no scheme",
+        ),
         ({"DATABASE_URL": "postgresql://db:port/weighin"}, "DATABASE_URL is not a valid database URL"),
         ({"DATABASE_URL": "postgresql://db:5432"}, "DATABASE_URL for PostgreSQL must name a database"),
         ({"DATABASE_URL": SHARED_DB}, "SECRET_KEY is required"),
@@ -114,6 +134,7 @@ def test_unusable_instance_folder_is_a_config_error(tmp_path):
 
 
 # --- how a bad value looks from the command line ------------------------------------------------
+
 
 def _run(args: list[str], env: dict, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
@@ -147,7 +168,9 @@ def test_python_wsgi_py_without_secret_key_for_shared_services(tmp_path):
     _assert_one_clear_line(_run([sys.executable, "wsgi.py"], env), "SECRET_KEY is required")
 
 
-@pytest.mark.parametrize("command", [["db", "upgrade"], ["create-admin", "ada@example.com"], ["demo"], ["--help"]])
+@pytest.mark.parametrize(
+    "command", [["db", "upgrade"], ["create-admin", "ada@example.com"], ["demo"], ["--help"]]
+)
 def test_flask_cli_reports_one_line(tmp_path, command):
     env = server_env(tmp_path, SSE_HEARTBEAT="often")
     result = _run([sys.executable, "-m", "flask", "--app", "wsgi", *command], env)
@@ -157,8 +180,22 @@ def test_flask_cli_reports_one_line(tmp_path, command):
 def test_gunicorn_stops_instead_of_respawning_workers(tmp_path):
     """A worker that cannot load the app exits with gunicorn's APP_LOAD_ERROR, so the master halts."""
     env = server_env(tmp_path, REMINDER_AFTER_DAYS="never")
-    result = _run([sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "1", "-b", f"127.0.0.1:{free_port()}",
-                   "wsgi:app"], env, timeout=60)
+    result = _run(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-k",
+            "gevent",
+            "-w",
+            "1",
+            "-b",
+            f"127.0.0.1:{free_port()}",
+            "wsgi:app",
+        ],
+        env,
+        timeout=60,
+    )
     assert result.returncode != 0
     assert "REMINDER_AFTER_DAYS must be a whole number" in result.stderr
     assert result.stderr.count("Weigh-in cannot start:") == 1

@@ -69,7 +69,9 @@ def test_error_pages_are_friendly(failing_app, path, method, code):
 
 
 def test_oversized_request_is_a_friendly_413(client):
-    response = client.post("/account/login", data={"email": "a@example.com", "password": "x" * (2 * 1024 * 1024)})
+    response = client.post(
+        "/account/login", data={"email": "a@example.com", "password": "x" * (2 * 1024 * 1024)}
+    )
     assert_friendly(response, 413, MESSAGES[413])
 
 
@@ -114,8 +116,14 @@ def test_csrf_failure_page(tmp_path):
     from tests.support import TEST_SECRET
     from webapp import create_app
 
-    app = create_app({"TESTING": True, "INSTANCE_PATH": str(tmp_path), "SECRET_KEY": TEST_SECRET,
-                      "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'db.sqlite'}"})
+    app = create_app(
+        {
+            "TESTING": True,
+            "INSTANCE_PATH": str(tmp_path),
+            "SECRET_KEY": TEST_SECRET,
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'db.sqlite'}",
+        }
+    )
     with app.app_context():
         db.create_all()
     response = app.test_client().post("/account/login", data={"email": "a@example.com", "password": "x"})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import gevent
 import pytest
@@ -307,14 +307,14 @@ def test_connecting_checks_out_one_database_connection(stream_app):
 
 def _area_of_page(html: str) -> str:
     start = html.index('<div class="reminder-state"')
-    return html[start:html.index("</div>\n</div>", start) + len("</div>\n</div>")]
+    return html[start : html.index("</div>\n</div>", start) + len("</div>\n</div>")]
 
 
 @pytest.mark.parametrize(
     ("zone", "last_weight_at"),
     [
         # 23:30 UTC is already the next day in Kiritimati (UTC+14): the date follows the user's zone.
-        ("Pacific/Kiritimati", datetime(2024, 3, 9, 23, 30, tzinfo=timezone.utc)),
+        ("Pacific/Kiritimati", datetime(2024, 3, 9, 23, 30, tzinfo=UTC)),
         ("America/New_York", None),  # never logged: the banner counts from the account's creation
     ],
 )
@@ -334,7 +334,7 @@ def test_the_streamed_banner_matches_the_one_on_the_page(stream_app, zone, last_
         snapshot = stream.next()
     finally:
         stream.close()
-    streamed = "\n".join(line[len("data: "):] for line in snapshot.splitlines() if line.startswith("data: "))
+    streamed = "\n".join(line[len("data: ") :] for line in snapshot.splitlines() if line.startswith("data: "))
     # The signed CSRF token carries a timestamp, so two renders may differ in it alone.
     token = re.compile(r'name="csrf_token" value="[^"]+"')
     assert token.sub("TOKEN", streamed) == token.sub("TOKEN", page)

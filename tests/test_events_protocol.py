@@ -31,15 +31,19 @@ class Seeder:
 
     def __init__(self, server):
         self.server = server
-        self.app = create_app({
-            "TESTING": True,
-            "INSTANCE_PATH": str(Path(server.log_path).parent / "seed-instance"),
-            "SECRET_KEY": server.env["SECRET_KEY"],
-            "SQLALCHEMY_DATABASE_URI": server.env["DATABASE_URL"],
-            "PASSWORD_HASH_METHOD": FAST_HASH,
-        })
+        self.app = create_app(
+            {
+                "TESTING": True,
+                "INSTANCE_PATH": str(Path(server.log_path).parent / "seed-instance"),
+                "SECRET_KEY": server.env["SECRET_KEY"],
+                "SQLALCHEMY_DATABASE_URI": server.env["DATABASE_URL"],
+                "PASSWORD_HASH_METHOD": FAST_HASH,
+            }
+        )
 
-    def user(self, email: str, *, days_ago: float = 0, admin: bool = False, password: str = "correct horse") -> int:
+    def user(
+        self, email: str, *, days_ago: float = 0, admin: bool = False, password: str = "correct horse"
+    ) -> int:
         with self.app.app_context():
             at = utcnow() - timedelta(days=days_ago)
             user = User(email=email, created_at=at, last_active_at=at, reminder_clock=at, is_admin=admin)
@@ -216,8 +220,11 @@ def test_any_last_event_id_gets_the_current_snapshot_at_once(reminded, last_even
 def test_a_last_event_id_that_no_client_library_would_send(reminded, raw_value):
     server, cookie = reminded
     request = (
-        b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: session=" + cookie.encode()
-        + b"\r\nLast-Event-ID: " + raw_value + b"\r\n\r\n"
+        b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: session="
+        + cookie.encode()
+        + b"\r\nLast-Event-ID: "
+        + raw_value
+        + b"\r\n\r\n"
     )
     with socket.create_connection(("127.0.0.1", server.port), timeout=GENEROUS) as sock:
         sock.sendall(request)

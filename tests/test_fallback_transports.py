@@ -50,8 +50,12 @@ def test_anonymous_requests_are_refused(client, path):
 def test_anonymous_websocket_handshake_is_refused_before_upgrading(client):
     response = client.get(
         "/events/ws",
-        headers={"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
-                 "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="},
+        headers={
+            "Upgrade": "websocket",
+            "Connection": "Upgrade",
+            "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        },
     )
     assert response.status_code == 401
 
@@ -152,10 +156,15 @@ def test_plain_get_on_the_websocket_route_is_a_clear_client_error(client, auth):
 
 def _signed_in_cookie(database_url: str, tmp_path, email: str, backdate_days: int) -> tuple[str, int]:
     """Add a user to a server's database and sign a session cookie for it with the server's key."""
-    app = create_app({
-        "TESTING": True, "SECRET_KEY": TEST_SECRET, "SQLALCHEMY_DATABASE_URI": database_url,
-        "INSTANCE_PATH": str(tmp_path / "client-instance"), "PASSWORD_HASH_METHOD": FAST_HASH,
-    })
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": TEST_SECRET,
+            "SQLALCHEMY_DATABASE_URI": database_url,
+            "INSTANCE_PATH": str(tmp_path / "client-instance"),
+            "PASSWORD_HASH_METHOD": FAST_HASH,
+        }
+    )
     with app.app_context():
         past = utcnow() - timedelta(days=backdate_days)
         user = User(email=email, created_at=past, last_active_at=past, reminder_clock=past)
@@ -184,6 +193,6 @@ def test_websocket_pushes_the_snapshot_then_news(make_server, tmp_path):
             frames.append(json.loads(raw))
         ids = [frame["id"] for frame in frames]
         assert ids == sorted(ids)
-        assert f'data-reminder-id="' in frames[-1]["html"]
+        assert 'data-reminder-id="' in frames[-1]["html"]
     finally:
         ws.close()

@@ -38,12 +38,16 @@ def test_upgrade_then_check_on_a_fresh_postgres(tmp_path, scratch_database):
     env = server_env(tmp_path, DATABASE_URL=scratch_database)
     flask_cli(["db", "upgrade"], env)
     checked = flask_cli(["db", "check"], env, check=False)
-    assert checked.returncode == 0, f"models and migrations differ on PostgreSQL:\n{checked.stdout}\n{checked.stderr}"
+    assert checked.returncode == 0, (
+        f"models and migrations differ on PostgreSQL:\n{checked.stdout}\n{checked.stderr}"
+    )
     assert len(flask_cli(["db", "heads"], env).stdout.strip().splitlines()) == 1
     # And down again to nothing, so every migration's downgrade runs on PostgreSQL too.
     flask_cli(["db", "downgrade", "base"], env)
     with psycopg.connect(scratch_database) as conn:
-        tables = {row[0] for row in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+        tables = {
+            row[0] for row in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        }
     assert tables <= {"alembic_version"}
 
 

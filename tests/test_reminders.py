@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -16,13 +16,15 @@ from webapp.reminders import lifecycle
 
 from .support import FAST_HASH, TEST_SECRET
 
-T0 = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
 SECOND = timedelta(seconds=1)
 
 
 def make_user(email="ada@example.com", created_at=T0, **fields) -> User:
-    user = User(email=email, created_at=created_at, last_active_at=created_at, reminder_clock=created_at, **fields)
+    user = User(
+        email=email, created_at=created_at, last_active_at=created_at, reminder_clock=created_at, **fields
+    )
     user.set_password("correct horse")
     db.session.add(user)
     db.session.commit()
@@ -109,8 +111,15 @@ def test_scan_survives_an_open_reminder_whose_clock_still_runs(app):
 def test_scan_reads_only_due_users_through_the_index(app):
     with app.app_context():
         query = lifecycle.due_users_query(T0, 7)
-        plan = " ".join(str(row) for row in db.session.execute(sa.text("EXPLAIN QUERY PLAN " + str(
-            query.compile(db.engine, compile_kwargs={"literal_binds": True})))))
+        plan = " ".join(
+            str(row)
+            for row in db.session.execute(
+                sa.text(
+                    "EXPLAIN QUERY PLAN "
+                    + str(query.compile(db.engine, compile_kwargs={"literal_binds": True}))
+                )
+            )
+        )
         assert "ix_users_reminder_clock" in plan
 
 
@@ -132,7 +141,9 @@ def test_activity_resolves_and_dismiss_ends_with_outbox_rows(app):
         assert second.status == "dismissed"
         assert lifecycle.dismiss(user, T0 + 18 * DAY) is None  # nothing open: nothing to announce
 
-        kinds = db.session.execute(db.select(OutboxEvent.channel, OutboxEvent.kind).order_by(OutboxEvent.id)).all()
+        kinds = db.session.execute(
+            db.select(OutboxEvent.channel, OutboxEvent.kind).order_by(OutboxEvent.id)
+        ).all()
         mine = [kind for channel, kind in kinds if channel == user_channel(user.id)]
         assert mine == ["reminder", "weight", "reminder", "dismissed"]
         assert [kind for channel, kind in kinds if channel == ADMINS_CHANNEL] == mine
@@ -165,11 +176,21 @@ def test_open_reminder_loses_to_activity_between_query_and_insert(app):
 def test_prune_keeps_each_channels_newest_row(app):
     with app.app_context():
         old, recent = T0, T0 + 20 * DAY
-        for channel, at in [("user:1", old), ("user:1", old), ("user:2", old), ("user:1", recent), (ADMINS_CHANNEL, old)]:
+        for channel, at in [
+            ("user:1", old),
+            ("user:1", old),
+            ("user:2", old),
+            ("user:1", recent),
+            (ADMINS_CHANNEL, old),
+        ]:
             db.session.add(OutboxEvent(channel=channel, kind="test", created_at=at))
         db.session.commit()
-        assert prune(7, now=T0 + 21 * DAY) == 2  # user:1's two old rows; user:2 and admins keep their only row
-        left = db.session.execute(db.select(OutboxEvent.channel, OutboxEvent.created_at).order_by(OutboxEvent.id)).all()
+        assert (
+            prune(7, now=T0 + 21 * DAY) == 2
+        )  # user:1's two old rows; user:2 and admins keep their only row
+        left = db.session.execute(
+            db.select(OutboxEvent.channel, OutboxEvent.created_at).order_by(OutboxEvent.id)
+        ).all()
         assert left == [("user:2", old), ("user:1", recent), (ADMINS_CHANNEL, old)]
 
 
@@ -193,12 +214,15 @@ def _open_now(app, user_id):
         db.session.commit()
 
 
-@pytest.mark.parametrize(("last_weight", "expected"), [
-    (datetime(datetime.now(timezone.utc).year, 11, 12, 12, tzinfo=timezone.utc), "since 12 Nov."),
-    (None, "since 3 Mar 2025."),  # never weighed: the sign-up date
-])
+@pytest.mark.parametrize(
+    ("last_weight", "expected"),
+    [
+        (datetime(datetime.now(UTC).year, 11, 12, 12, tzinfo=UTC), "since 12 Nov."),
+        (None, "since 3 Mar 2025."),  # never weighed: the sign-up date
+    ],
+)
 def test_banner_on_page_load_says_what_to_do(app, client, last_weight, expected):
-    user_id = _login(client, app, created_at=datetime(2025, 3, 3, 8, tzinfo=timezone.utc), last_weight_at=last_weight)
+    user_id = _login(client, app, created_at=datetime(2025, 3, 3, 8, tzinfo=UTC), last_weight_at=last_weight)
     assert b'data-reminder-state="none"' in client.get("/dashboard").data
     _open_now(app, user_id)
     page = client.get("/dashboard").get_data(as_text=True)
@@ -226,7 +250,10 @@ def test_dismiss_without_javascript_goes_back_to_the_page(app, client):
     response = client.post("/reminders/dismiss", headers={"Referer": "http://localhost/account/settings"})
     assert response.status_code == 302 and response.location == "/account/settings"
     # A foreign or missing referrer goes to the dashboard.
-    assert client.post("/reminders/dismiss", headers={"Referer": "https://evil.example/x"}).location == "/dashboard"
+    assert (
+        client.post("/reminders/dismiss", headers={"Referer": "https://evil.example/x"}).location
+        == "/dashboard"
+    )
     assert client.post("/reminders/dismiss").location == "/dashboard"
 
 
@@ -236,10 +263,15 @@ def test_dismiss_needs_login(client):
 
 
 def test_dismiss_needs_a_csrf_token(tmp_path):
-    app = create_app({
-        "TESTING": True, "INSTANCE_PATH": str(tmp_path / "instance"), "SECRET_KEY": TEST_SECRET,
-        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'csrf.db'}", "PASSWORD_HASH_METHOD": FAST_HASH,
-    })
+    app = create_app(
+        {
+            "TESTING": True,
+            "INSTANCE_PATH": str(tmp_path / "instance"),
+            "SECRET_KEY": TEST_SECRET,
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'csrf.db'}",
+            "PASSWORD_HASH_METHOD": FAST_HASH,
+        }
+    )
     with app.app_context():
         db.create_all()
     client = app.test_client()

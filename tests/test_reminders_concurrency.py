@@ -7,7 +7,7 @@ import re
 import subprocess
 import sys
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -19,38 +19,63 @@ from webapp.models import Reminder, User
 from .support import FAST_HASH, ROOT, TEST_SECRET, flask_cli, server_env, unavailable
 
 USERS = 600
-SIGNED_UP = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
+SIGNED_UP = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 SCAN_AT = (SIGNED_UP + timedelta(days=8)).isoformat()
-POSTGRES_ADMIN_URL = os.environ.get("WEIGHIN_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+POSTGRES_ADMIN_URL = os.environ.get(
+    "WEIGHIN_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 
 
 def _seed(database_url: str, tmp_path) -> None:
-    app = create_app({
-        "TESTING": True, "INSTANCE_PATH": str(tmp_path / "seed-instance"), "SECRET_KEY": TEST_SECRET,
-        "SQLALCHEMY_DATABASE_URI": database_url, "PASSWORD_HASH_METHOD": FAST_HASH,
-    })
+    app = create_app(
+        {
+            "TESTING": True,
+            "INSTANCE_PATH": str(tmp_path / "seed-instance"),
+            "SECRET_KEY": TEST_SECRET,
+            "SQLALCHEMY_DATABASE_URI": database_url,
+            "PASSWORD_HASH_METHOD": FAST_HASH,
+        }
+    )
     with app.app_context():
-        db.session.execute(sa.insert(User), [
-            {"email": f"user{n}@example.com", "password_hash": "-", "created_at": SIGNED_UP,
-             "last_active_at": SIGNED_UP, "reminder_clock": SIGNED_UP, "display_name": "", "unit": "kg",
-             "timezone": "UTC", "reminders_enabled": True, "is_admin": False}
-            for n in range(USERS)
-        ])
+        db.session.execute(
+            sa.insert(User),
+            [
+                {
+                    "email": f"user{n}@example.com",
+                    "password_hash": "-",
+                    "created_at": SIGNED_UP,
+                    "last_active_at": SIGNED_UP,
+                    "reminder_clock": SIGNED_UP,
+                    "display_name": "",
+                    "unit": "kg",
+                    "timezone": "UTC",
+                    "reminders_enabled": True,
+                    "is_admin": False,
+                }
+                for n in range(USERS)
+            ],
+        )
         db.session.commit()
         db.session.remove()
         db.engine.dispose()
 
 
 def _count(database_url: str, tmp_path) -> tuple[int, int, int]:
-    app = create_app({
-        "TESTING": True, "INSTANCE_PATH": str(tmp_path / "seed-instance"), "SECRET_KEY": TEST_SECRET,
-        "SQLALCHEMY_DATABASE_URI": database_url,
-    })
+    app = create_app(
+        {
+            "TESTING": True,
+            "INSTANCE_PATH": str(tmp_path / "seed-instance"),
+            "SECRET_KEY": TEST_SECRET,
+            "SQLALCHEMY_DATABASE_URI": database_url,
+        }
+    )
     with app.app_context():
         try:
             total = db.session.scalar(db.select(sa.func.count(Reminder.id)))
             users_with_open = db.session.scalar(
-                db.select(sa.func.count(sa.distinct(Reminder.open_for_user_id))).where(Reminder.open_for_user_id.is_not(None))
+                db.select(sa.func.count(sa.distinct(Reminder.open_for_user_id))).where(
+                    Reminder.open_for_user_id.is_not(None)
+                )
             )
             per_user = db.session.scalars(
                 db.select(sa.func.count(Reminder.id)).group_by(Reminder.user_id)
@@ -66,7 +91,9 @@ def _two_scans_at_once(env: dict) -> list[int]:
     """Start two scan processes together and return how many reminders each opened."""
     command = [sys.executable, "-m", "flask", "--app", "wsgi", "reminders", "scan", "--now", SCAN_AT]
     procs = [
-        subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         for _ in range(2)
     ]
     opened = []

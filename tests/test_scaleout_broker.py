@@ -23,17 +23,20 @@ class QuietRedisBroker(RedisBroker):
         pass
 
 
-@pytest.mark.parametrize(("raw", "parsed"), [
-    (b"user:5:42", ("user:5", 42)),
-    (b"admins:7", ("admins", 7)),
-    ("user:1:0", ("user:1", 0)),
-    (b"user:5:", None),
-    (b"user:5:x1", None),
-    (b":12", None),
-    (b"12", None),
-    (b"\xff\xfe:1", ("\ufffd\ufffd", 1)),
-    (b"user:1:-3", None),
-])
+@pytest.mark.parametrize(
+    ("raw", "parsed"),
+    [
+        (b"user:5:42", ("user:5", 42)),
+        (b"admins:7", ("admins", 7)),
+        ("user:1:0", ("user:1", 0)),
+        (b"user:5:", None),
+        (b"user:5:x1", None),
+        (b":12", None),
+        (b"12", None),
+        (b"\xff\xfe:1", ("\ufffd\ufffd", 1)),
+        (b"user:1:-3", None),
+    ],
+)
 def test_parse_message(raw, parsed):
     assert parse_message(raw) == parsed
 

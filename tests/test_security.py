@@ -29,7 +29,8 @@ def csrf_app(csrf_app):
 
 def csrf_token_from(page: str) -> str:
     match = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page) or re.search(
-        r'name="csrf_token" value="([^"]+)"', page)
+        r'name="csrf_token" value="([^"]+)"', page
+    )
     assert match, "no CSRF token in the page"
     return match.group(1)
 
@@ -53,7 +54,9 @@ def post_rules(app):
             values = {}
             for name in rule.arguments:
                 converter = type(rule._converters[name]).__name__.replace("Converter", "").lower()
-                values[name] = samples.get({"integer": "int", "unicode": "string"}.get(converter, converter), "x")
+                values[name] = samples.get(
+                    {"integer": "int", "unicode": "string"}.get(converter, converter), "x"
+                )
             found.append((rule.endpoint, method, values))
     return found
 
@@ -72,8 +75,9 @@ def test_every_post_route_refuses_a_request_without_csrf_token(csrf_app):
 
             url = url_for(endpoint, **values)
         for headers in ({}, {"HX-Request": "true"}, {"X-CSRFToken": "forged"}):
-            response = client.open(url, method=method, data={"csrf_token": "forged"} if not headers else {},
-                                   headers=headers)
+            response = client.open(
+                url, method=method, data={"csrf_token": "forged"} if not headers else {}, headers=headers
+            )
             body = response.get_data(as_text=True)
             if response.status_code != 400 or CSRF_MESSAGE not in body:
                 failures.append((endpoint, method, headers, response.status_code))
@@ -81,7 +85,9 @@ def test_every_post_route_refuses_a_request_without_csrf_token(csrf_app):
 
 
 def test_anonymous_post_without_token_is_refused_with_a_clear_page(csrf_app):
-    response = csrf_app.test_client().post("/account/signup", data={"email": "x@example.com", "password": PASSWORD})
+    response = csrf_app.test_client().post(
+        "/account/signup", data={"email": "x@example.com", "password": PASSWORD}
+    )
     assert response.status_code == 400
     body = response.get_data(as_text=True)
     assert CSRF_MESSAGE in body and "<html" in body and "Traceback" not in body
@@ -92,8 +98,9 @@ def test_anonymous_post_without_token_is_refused_with_a_clear_page(csrf_app):
 def test_form_token_and_htmx_header_token_are_accepted(csrf_app):
     client = csrf_app.test_client()
     token = csrf_token_from(client.get("/account/login").get_data(as_text=True))
-    response = client.post("/account/login", data={"csrf_token": token, "email": "ada@example.com",
-                                                   "password": PASSWORD})
+    response = client.post(
+        "/account/login", data={"csrf_token": token, "email": "ada@example.com", "password": PASSWORD}
+    )
     assert response.status_code == 302
     # htmx sends the token from <body hx-headers:inherited> as X-CSRFToken.
     page = client.get("/account/settings").get_data(as_text=True)
@@ -109,6 +116,7 @@ def test_logout_button_carries_a_token(csrf_app):
 
 
 # --- cookies ----------------------------------------------------------------------------------
+
 
 def _cookie(response, name):
     return next(c for c in response.headers.getlist("Set-Cookie") if c.startswith(f"{name}="))
@@ -127,18 +135,26 @@ def test_session_and_remember_cookies_are_httponly_and_lax(client, auth):
 
 def test_secure_cookies_when_configured(tmp_path, monkeypatch):
     monkeypatch.setenv("SESSION_COOKIE_SECURE", "1")
-    app = create_app({
-        "TESTING": True, "INSTANCE_PATH": str(tmp_path), "SECRET_KEY": TEST_SECRET,
-        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'db.sqlite'}", "WTF_CSRF_ENABLED": False,
-        "PASSWORD_HASH_METHOD": FAST_HASH,
-    })
+    app = create_app(
+        {
+            "TESTING": True,
+            "INSTANCE_PATH": str(tmp_path),
+            "SECRET_KEY": TEST_SECRET,
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'db.sqlite'}",
+            "WTF_CSRF_ENABLED": False,
+            "PASSWORD_HASH_METHOD": FAST_HASH,
+        }
+    )
     with app.app_context():
         db.create_all()
     client = app.test_client()
     client.post("/account/signup", data={"email": "ada@example.com", "password": PASSWORD})
     client.post("/account/logout")
-    response = client.post("/account/login", data={"email": "ada@example.com", "password": PASSWORD,
-                                                  "remember": "y"}, base_url="https://localhost")
+    response = client.post(
+        "/account/login",
+        data={"email": "ada@example.com", "password": PASSWORD, "remember": "y"},
+        base_url="https://localhost",
+    )
     for name in ("session", "remember_token"):
         cookie = _cookie(response, name)
         assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
@@ -192,8 +208,9 @@ def test_safe_next_refuses_anything_that_could_leave_the_site(target):
     assert safe_next(target) is None
 
 
-@pytest.mark.parametrize("target", ["/dashboard", "/account/settings?tab=units", "/entries?page=2#top",
-                                    "/%2F%2Fevil.com"])
+@pytest.mark.parametrize(
+    "target", ["/dashboard", "/account/settings?tab=units", "/entries?page=2#top", "/%2F%2Fevil.com"]
+)
 def test_safe_next_keeps_local_paths(target):
     assert safe_next(target) == target
 
@@ -202,8 +219,11 @@ def test_safe_next_keeps_local_paths(target):
 def test_login_never_redirects_off_site(client, auth, target):
     auth.register()
     auth.logout()
-    response = client.post("/account/login", query_string={"next": target},
-                           data={"email": "ada@example.com", "password": PASSWORD})
+    response = client.post(
+        "/account/login",
+        query_string={"next": target},
+        data={"email": "ada@example.com", "password": PASSWORD},
+    )
     assert response.status_code == 302
     assert response.headers["Location"] == "/dashboard"
     # And the login form does not carry the hostile value along.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -14,7 +14,6 @@ from webapp.extensions import db
 from webapp.models import GoalChange, OutboxEvent, Reminder, User, WeightEntry
 from webapp.reminders import lifecycle
 from webapp.timeutil import utcnow
-
 
 OTHER = "bob@example.com"
 
@@ -103,8 +102,15 @@ def test_entry_routes_owner_ok_other_user_404(app, client, auth, method, url, ow
 
 @pytest.mark.parametrize(
     "url",
-    ["/entries/abc/edit", "/entries/-1/edit", "/entries/0/edit", "/entries/999999/edit",
-     "/entries/99999999999999999999/edit", "/entries/2147483648/delete", "/entries/1.5/delete"],
+    [
+        "/entries/abc/edit",
+        "/entries/-1/edit",
+        "/entries/0/edit",
+        "/entries/999999/edit",
+        "/entries/99999999999999999999/edit",
+        "/entries/2147483648/delete",
+        "/entries/1.5/delete",
+    ],
 )
 def test_tampered_entry_ids_are_404(ada, client, url):
     assert client.get(url).status_code == 404
@@ -118,12 +124,18 @@ def test_owner_pages_load(ada, client, url):
 
 # --- adding entries ---------------------------------------------------------------------------
 
+
 def test_quick_add_plain_post_stores_grams_and_records_activity(app, ada, client):
     response = client.post("/entries", data={"weight": "72,5", "measured_at": "", "note": " first "})
     assert response.status_code == 422  # the date was emptied on purpose
-    response = client.post("/entries", data={
-        "weight": "72,5", "measured_at": local_input(utcnow() - timedelta(minutes=5)), "note": " first ",
-    })
+    response = client.post(
+        "/entries",
+        data={
+            "weight": "72,5",
+            "measured_at": local_input(utcnow() - timedelta(minutes=5)),
+            "note": " first ",
+        },
+    )
     assert response.status_code == 302
     assert response.headers["Location"] == "/dashboard"
     with app.app_context():
@@ -141,7 +153,8 @@ def test_quick_add_with_htmx_returns_the_fragment(app, ada, client):
     assert 'id="quick-add"' in page and 'hx-post="/entries"' in page and 'action="/entries"' in page
     default = re.search(r'name="measured_at_default" type="hidden" value="([^"]+)"', page).group(1)
     response = client.post(
-        "/entries", headers={"HX-Request": "true"},
+        "/entries",
+        headers={"HX-Request": "true"},
         data={"weight": "80", "measured_at": default, "measured_at_default": default},
     )
     body = response.get_data(as_text=True)
@@ -226,7 +239,10 @@ def test_future_is_judged_in_the_users_zone(app, ada, client):
 
 @pytest.mark.parametrize(
     "weight, message",
-    [("44", "Enter a weight between 44.1 and 1543.2 lb."), ("1600", "Enter a weight between 44.1 and 1543.2 lb.")],
+    [
+        ("44", "Enter a weight between 44.1 and 1543.2 lb."),
+        ("1600", "Enter a weight between 44.1 and 1543.2 lb."),
+    ],
 )
 def test_pounds_range(app, ada, client, weight, message):
     set_user(app, unit="lb")
@@ -251,33 +267,44 @@ def test_logging_a_weight_resolves_an_open_reminder(app, ada, client):
 
 # --- editing and deleting ---------------------------------------------------------------------
 
+
 def test_edit_changes_the_entry_but_not_the_activity_clock(app, ada, client):
-    entry_id = add_entry(app, "ada@example.com", 72_000, datetime(2025, 3, 1, 7, 30, 15, tzinfo=timezone.utc))
+    entry_id = add_entry(app, "ada@example.com", 72_000, datetime(2025, 3, 1, 7, 30, 15, tzinfo=UTC))
     page = client.get(f"/entries/{entry_id}/edit").get_data(as_text=True)
     assert 'value="72.0"' in page and 'value="2025-03-01T07:30"' in page
-    response = client.post(f"/entries/{entry_id}/edit", data={
-        "weight": "71.25", "measured_at": "2025-03-02T09:00", "measured_at_default": "2025-03-01T07:30",
-        "note": "after run",
-    })
+    response = client.post(
+        f"/entries/{entry_id}/edit",
+        data={
+            "weight": "71.25",
+            "measured_at": "2025-03-02T09:00",
+            "measured_at_default": "2025-03-01T07:30",
+            "note": "after run",
+        },
+    )
     assert response.status_code == 302
     with app.app_context():
         [entry] = entries_of()
         assert (entry.mass_g, entry.note) == (71_250, "after run")
-        assert entry.measured_at == datetime(2025, 3, 2, 9, 0, tzinfo=timezone.utc)
+        assert entry.measured_at == datetime(2025, 3, 2, 9, 0, tzinfo=UTC)
         assert ada.user().last_weight_at is None  # a correction is not a new weigh-in
 
 
 def test_saving_an_untouched_entry_keeps_it_exactly(app, ada, client):
     """In lb, 72.5 kg shows as 159.84; saving it unchanged must not round it to other grams."""
     set_user(app, unit="lb")
-    moment = datetime(2025, 3, 1, 7, 30, 15, tzinfo=timezone.utc)
+    moment = datetime(2025, 3, 1, 7, 30, 15, tzinfo=UTC)
     entry_id = add_entry(app, "ada@example.com", 72_500, moment)
     page = client.get(f"/entries/{entry_id}/edit").get_data(as_text=True)
     assert 'value="159.84"' in page
-    client.post(f"/entries/{entry_id}/edit", data={
-        "weight": "159.84", "measured_at": "2025-03-01T07:30", "measured_at_default": "2025-03-01T07:30",
-        "note": "only the note",
-    })
+    client.post(
+        f"/entries/{entry_id}/edit",
+        data={
+            "weight": "159.84",
+            "measured_at": "2025-03-01T07:30",
+            "measured_at_default": "2025-03-01T07:30",
+            "note": "only the note",
+        },
+    )
     with app.app_context():
         [entry] = entries_of()
         assert (entry.mass_g, entry.measured_at, entry.note) == (72_500, moment, "only the note")
@@ -309,8 +336,9 @@ def test_delete_asks_first_then_deletes(app, ada, client):
 
 # --- history ----------------------------------------------------------------------------------
 
+
 def test_history_is_paginated_newest_first(app, ada, client):
-    start = datetime(2025, 1, 1, 8, tzinfo=timezone.utc)
+    start = datetime(2025, 1, 1, 8, tzinfo=UTC)
     for n in range(25):
         add_entry(app, "ada@example.com", 70_000 + n * 10, start + timedelta(days=n))
     page1 = client.get("/entries").get_data(as_text=True)
@@ -335,10 +363,11 @@ def test_history_shows_only_own_entries(app, ada, client, auth):
 
 # --- goal -------------------------------------------------------------------------------------
 
+
 def test_goal_starts_at_the_trend_and_keeps_history(app, ada, client):
     page = client.get("/goal").get_data(as_text=True)
     assert '<label for="target">Goal weight</label>' in page
-    base = datetime(2025, 3, 1, 8, tzinfo=timezone.utc)
+    base = datetime(2025, 3, 1, 8, tzinfo=UTC)
     add_entry(app, "ada@example.com", 100_000, base)
     add_entry(app, "ada@example.com", 90_000, base + timedelta(days=1))
     assert client.post("/goal", data={"target": "85"}).status_code == 302
@@ -386,6 +415,7 @@ def test_bad_goals_are_refused(app, ada, client, target, message):
 
 # --- dashboard --------------------------------------------------------------------------------
 
+
 def test_dashboard_with_weeks_of_history(app, ada, client):
     today = utcnow().replace(hour=8, minute=0, second=0, microsecond=0)
     if today > utcnow():
@@ -417,14 +447,15 @@ def test_dashboard_fragment_for_htmx(ada, client):
 
 # --- export -----------------------------------------------------------------------------------
 
+
 def test_csv_export(app, ada, client, auth):
     set_user(app, unit="lb", timezone="America/New_York")
-    add_entry(app, "ada@example.com", 72_500, datetime(2025, 1, 15, 13, 0, tzinfo=timezone.utc), "=SUM(A1)")
-    add_entry(app, "ada@example.com", 72_000, datetime(2025, 7, 15, 13, 0, tzinfo=timezone.utc), "+1")
-    add_entry(app, "ada@example.com", 71_000, datetime(2025, 7, 16, 13, 0, tzinfo=timezone.utc), "@x\t")
-    add_entry(app, "ada@example.com", 70_000, datetime(2025, 7, 17, 13, 0, tzinfo=timezone.utc), "-2")
-    add_entry(app, "ada@example.com", 69_000, datetime(2025, 7, 18, 13, 0, tzinfo=timezone.utc), "\tx")
-    add_entry(app, "ada@example.com", 68_000, datetime(2025, 7, 19, 13, 0, tzinfo=timezone.utc), "fine, \"quoted\"")
+    add_entry(app, "ada@example.com", 72_500, datetime(2025, 1, 15, 13, 0, tzinfo=UTC), "=SUM(A1)")
+    add_entry(app, "ada@example.com", 72_000, datetime(2025, 7, 15, 13, 0, tzinfo=UTC), "+1")
+    add_entry(app, "ada@example.com", 71_000, datetime(2025, 7, 16, 13, 0, tzinfo=UTC), "@x\t")
+    add_entry(app, "ada@example.com", 70_000, datetime(2025, 7, 17, 13, 0, tzinfo=UTC), "-2")
+    add_entry(app, "ada@example.com", 69_000, datetime(2025, 7, 18, 13, 0, tzinfo=UTC), "\tx")
+    add_entry(app, "ada@example.com", 68_000, datetime(2025, 7, 19, 13, 0, tzinfo=UTC), 'fine, "quoted"')
     auth.logout()
     auth.register(OTHER)
     add_entry(app, OTHER, 99_000, note="bob's")
@@ -449,21 +480,26 @@ def test_csv_export_empty(ada, client):
 
 # --- CSRF -------------------------------------------------------------------------------------
 
+
 def _token(page: str) -> str:
     return re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
 
 
-@pytest.mark.parametrize("url, data", [
-    ("/entries", {"weight": "72", "measured_at": "2025-03-01T08:00"}),
-    ("/goal", {"target": "70"}),
-    ("/entries/{id}/edit", {"weight": "60", "measured_at": "2025-03-01T08:00"}),
-    ("/entries/{id}/delete", {}),
-])
+@pytest.mark.parametrize(
+    "url, data",
+    [
+        ("/entries", {"weight": "72", "measured_at": "2025-03-01T08:00"}),
+        ("/goal", {"target": "70"}),
+        ("/entries/{id}/edit", {"weight": "60", "measured_at": "2025-03-01T08:00"}),
+        ("/entries/{id}/delete", {}),
+    ],
+)
 def test_posts_without_a_csrf_token_are_refused(csrf_app, url, data):
     client = csrf_app.test_client()
     token = _token(client.get("/account/signup").get_data(as_text=True))
-    client.post("/account/signup", data={"email": "ada@example.com", "password": "correct horse",
-                                         "csrf_token": token})
+    client.post(
+        "/account/signup", data={"email": "ada@example.com", "password": "correct horse", "csrf_token": token}
+    )
     entry_id = add_entry(csrf_app, "ada@example.com", 80_000)
     url = url.format(id=entry_id)
     response = client.post(url, data=data)
@@ -475,5 +511,11 @@ def test_posts_without_a_csrf_token_are_refused(csrf_app, url, data):
     # The same request with the page's token (as a form field, or the header htmx sends) works.
     token = _token(client.get("/dashboard").get_data(as_text=True))
     assert client.post(url, data={**data, "csrf_token": token}).status_code in (302, 422)
-    assert client.post("/entries", data={"weight": "71", "measured_at": "2025-03-01T08:00"},
-                       headers={"X-CSRFToken": token}).status_code == 302
+    assert (
+        client.post(
+            "/entries",
+            data={"weight": "71", "measured_at": "2025-03-01T08:00"},
+            headers={"X-CSRFToken": token},
+        ).status_code
+        == 302
+    )

@@ -1,6 +1,6 @@
 """The dashboard maths with worked examples whose answers can be checked by hand."""
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -20,7 +20,7 @@ from webapp.tracking.trend import (
     trend_at,
 )
 
-UTC = timezone.utc
+UTC = UTC
 D0 = date(2025, 3, 1)
 
 
@@ -139,7 +139,12 @@ def test_projection_uses_only_the_last_four_weeks():
         ([(day(0), 100_000), (day(7), 99_000), (day(14), 98_000)], None, "maintain", "no_goal"),
         ([], 90_000, "lose", "not_enough_data"),
         ([(day(0), 100_000), (day(14), 98_000)], 90_000, "lose", "not_enough_data"),  # two points
-        ([(day(0), 100_000), (day(3), 99_000), (day(6), 98_000)], 90_000, "lose", "not_enough_data"),  # < 7 days
+        (
+            [(day(0), 100_000), (day(3), 99_000), (day(6), 98_000)],
+            90_000,
+            "lose",
+            "not_enough_data",
+        ),  # < 7 days
         ([(day(0), 100_000), (day(7), 99_000), (day(14), 89_000)], 90_000, "lose", "reached"),
         ([(day(0), 98_000), (day(7), 99_000), (day(14), 100_000)], 90_000, "lose", "moving_away"),
         ([(day(0), 98_000), (day(7), 98_000), (day(14), 98_000)], 90_000, "lose", "moving_away"),  # flat

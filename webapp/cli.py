@@ -53,8 +53,11 @@ def _read_password(from_stdin: bool) -> str:
 
 @click.command("create-admin")
 @click.argument("email", callback=_email_argument)
-@click.option("--password-stdin", is_flag=True,
-              help="Read the password from the first line of standard input instead of asking.")
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from the first line of standard input instead of asking.",
+)
 @with_appcontext
 def create_admin(email: str, password_stdin: bool) -> None:
     """Create an admin account for EMAIL, or make an existing account an admin.
@@ -86,9 +89,15 @@ def create_admin(email: str, password_stdin: bool) -> None:
 
 
 @click.command("demo")
-@click.option("--if-empty", is_flag=True, help="Do nothing (and succeed) if the database has any user already.")
-@click.option("--seed", type=click.IntRange(min=0), default=None,
-              help="Seed for the sample history, for the same data on every run.")
+@click.option(
+    "--if-empty", is_flag=True, help="Do nothing (and succeed) if the database has any user already."
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Seed for the sample history, for the same data on every run.",
+)
 @click.option("--no-scan", is_flag=True, help="Do not run a reminder scan afterwards.")
 @with_appcontext
 def demo_command(if_empty: bool, seed: int | None, no_scan: bool) -> None:
@@ -103,14 +112,19 @@ def demo_command(if_empty: bool, seed: int | None, no_scan: bool) -> None:
         if if_empty and db.session.scalar(db.select(User.id).limit(1)) is not None:
             click.echo("The database has users already; no demo data added.")
             return
-        result = fill_demo_data(after_days=current_app.config["REMINDER_AFTER_DAYS"], seed=seed,
-                                scan_reminders=not no_scan)
+        result = fill_demo_data(
+            after_days=current_app.config["REMINDER_AFTER_DAYS"], seed=seed, scan_reminders=not no_scan
+        )
 
     if result.users_created:
-        click.echo(f"Added {len(result.users_created)} sample users with {result.entries_created} weights "
-                   f"and {result.goals_created} goal changes; {result.reminders_opened} reminder(s) opened.")
-        click.echo(f"Sample users ({result.users_created[0]} and others) share the password: "
-                   f"{result.sample_password}")
+        click.echo(
+            f"Added {len(result.users_created)} sample users with {result.entries_created} weights "
+            f"and {result.goals_created} goal changes; {result.reminders_opened} reminder(s) opened."
+        )
+        click.echo(
+            f"Sample users ({result.users_created[0]} and others) share the password: "
+            f"{result.sample_password}"
+        )
     if result.users_skipped:
         click.echo(f"{len(result.users_skipped)} sample users were there already and were left alone.")
     if result.admin_password:

@@ -72,7 +72,9 @@ def _secret_key(env: Mapping[str, str], instance_path: Path, embedded: bool) -> 
         key_file.write_text(key)
         key_file.chmod(0o600)
     except OSError as error:
-        raise ConfigError(f"cannot read or write the generated secret key at {key_file}: {error.strerror}") from None
+        raise ConfigError(
+            f"cannot read or write the generated secret key at {key_file}: {error.strerror}"
+        ) from None
     return key
 
 
@@ -84,7 +86,7 @@ def _database_url(env: Mapping[str, str], instance_path: Path) -> str:
     scheme = urlsplit(url).scheme if "://" in url else ""
     if scheme in {"postgres", "postgresql"}:
         # Plain postgresql:// would pick psycopg2, which is not installed.
-        url = "postgresql+psycopg" + url[len(scheme):]
+        url = "postgresql+psycopg" + url[len(scheme) :]
         scheme = "postgresql+psycopg"
     if scheme not in DATABASE_SCHEMES:
         shown = f"scheme {scheme!r}" if scheme else "no scheme"
@@ -98,9 +100,13 @@ def _database_url(env: Mapping[str, str], instance_path: Path) -> str:
         parsed = make_url(url)
         parsed.port  # noqa: B018 - a malformed port only raises when read
     except (ArgumentError, ValueError):
-        raise ConfigError("DATABASE_URL is not a valid database URL (check the host, port and database name)") from None
+        raise ConfigError(
+            "DATABASE_URL is not a valid database URL (check the host, port and database name)"
+        ) from None
     if scheme.startswith("postgresql") and not parsed.database:
-        raise ConfigError("DATABASE_URL for PostgreSQL must name a database, as in postgresql://user@host:5432/weighin")
+        raise ConfigError(
+            "DATABASE_URL for PostgreSQL must name a database, as in postgresql://user@host:5432/weighin"
+        )
     return url
 
 
@@ -116,10 +122,14 @@ def _broker_url(env: Mapping[str, str]) -> str:
         except ValueError:
             raise ConfigError(f"BROKER_URL has an invalid port: {url!r}") from None
         if not parts.hostname and not parts.path.strip("/"):
-            raise ConfigError(f"BROKER_URL must name the Redis host, as in redis://localhost:6379/0; got {url!r}")
+            raise ConfigError(
+                f"BROKER_URL must name the Redis host, as in redis://localhost:6379/0; got {url!r}"
+            )
         database = parts.path.strip("/")
         if database and not database.isdigit():
-            raise ConfigError(f"BROKER_URL's database must be a number, as in redis://localhost:6379/0; got {url!r}")
+            raise ConfigError(
+                f"BROKER_URL's database must be a number, as in redis://localhost:6379/0; got {url!r}"
+            )
     return url
 
 

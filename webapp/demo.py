@@ -53,21 +53,85 @@ PROFILES: tuple[Profile, ...] = (
     Profile("grace", "Grace", "lb", "America/New_York", 63, 79.5, 72.5, idle=1, kg_per_day=-0.07),
     Profile("alan", "Alan", "kg", "Europe/Berlin", 56, 61.0, 66.0, idle=0, kg_per_day=0.05),
     Profile("katherine", "Katherine", "lb", "America/Chicago", 90, 68.0, 68.0, idle=2),
-    Profile("radia", "Radia", "kg", "Asia/Kolkata", 60, 72.0, 67.0, idle=6, idle_past_threshold=True,
-            kg_per_day=-0.05, late_goal_days_ago=2),
-    Profile("linus", "Linus", "kg", "Europe/Helsinki", 42, 91.0, 84.0, idle=2, idle_past_threshold=True,
-            kg_per_day=-0.09),
-    Profile("margaret", "Margaret", "lb", "America/Los_Angeles", 70, 70.0, 64.0, idle=5,
-            idle_past_threshold=True, kg_per_day=-0.06),
-    Profile("tim", "Tim", "kg", "Europe/Paris", 49, 88.0, 80.0, idle=14, idle_past_threshold=True,
-            kg_per_day=-0.1),
-    Profile("hedy", "Hedy", "kg", "Europe/Vienna", 35, 55.0, 59.0, idle=25, idle_past_threshold=True,
-            kg_per_day=0.06),
+    Profile(
+        "radia",
+        "Radia",
+        "kg",
+        "Asia/Kolkata",
+        60,
+        72.0,
+        67.0,
+        idle=6,
+        idle_past_threshold=True,
+        kg_per_day=-0.05,
+        late_goal_days_ago=2,
+    ),
+    Profile(
+        "linus",
+        "Linus",
+        "kg",
+        "Europe/Helsinki",
+        42,
+        91.0,
+        84.0,
+        idle=2,
+        idle_past_threshold=True,
+        kg_per_day=-0.09,
+    ),
+    Profile(
+        "margaret",
+        "Margaret",
+        "lb",
+        "America/Los_Angeles",
+        70,
+        70.0,
+        64.0,
+        idle=5,
+        idle_past_threshold=True,
+        kg_per_day=-0.06,
+    ),
+    Profile(
+        "tim", "Tim", "kg", "Europe/Paris", 49, 88.0, 80.0, idle=14, idle_past_threshold=True, kg_per_day=-0.1
+    ),
+    Profile(
+        "hedy",
+        "Hedy",
+        "kg",
+        "Europe/Vienna",
+        35,
+        55.0,
+        59.0,
+        idle=25,
+        idle_past_threshold=True,
+        kg_per_day=0.06,
+    ),
     Profile("dennis", "", "kg", "Asia/Tokyo", 0, None, None, idle=3, idle_past_threshold=True),
-    Profile("barbara", "Barbara", "kg", "Australia/Sydney", 45, 77.0, 71.0, idle=10, idle_past_threshold=True,
-            reminders_enabled=False, kg_per_day=-0.07),
-    Profile("edsger", "Edsger", "kg", "Europe/Amsterdam", 40, 95.0, 88.0, idle=5, idle_past_threshold=True,
-            dismissed_reminder=True, kg_per_day=-0.08),
+    Profile(
+        "barbara",
+        "Barbara",
+        "kg",
+        "Australia/Sydney",
+        45,
+        77.0,
+        71.0,
+        idle=10,
+        idle_past_threshold=True,
+        reminders_enabled=False,
+        kg_per_day=-0.07,
+    ),
+    Profile(
+        "edsger",
+        "Edsger",
+        "kg",
+        "Europe/Amsterdam",
+        40,
+        95.0,
+        88.0,
+        idle=5,
+        idle_past_threshold=True,
+        dismissed_reminder=True,
+        kg_per_day=-0.08,
+    ),
 )
 
 
@@ -119,21 +183,38 @@ def _weights(profile: Profile, created_at: datetime, last_day: datetime, rng: ra
         kg = profile.start_kg + profile.kg_per_day * offset + rng.gauss(0.0, 0.35)
         kg = min(MAX_KG, max(MIN_KG, kg))
         note = rng.choice(NOTES) if rng.random() < 0.06 else ""
-        rows.append({"measured_at": measured_at, "mass_g": round(kg * 1000), "note": note,
-                     "created_at": measured_at, "updated_at": measured_at})
+        rows.append(
+            {
+                "measured_at": measured_at,
+                "mass_g": round(kg * 1000),
+                "note": note,
+                "created_at": measured_at,
+                "updated_at": measured_at,
+            }
+        )
     rows.sort(key=lambda row: row["measured_at"])
     return rows
 
 
-def _add_sample_user(profile: Profile, now: datetime, after_days: int, password_hash: str,
-                     rng: random.Random, result: DemoResult) -> None:
+def _add_sample_user(
+    profile: Profile,
+    now: datetime,
+    after_days: int,
+    password_hash: str,
+    rng: random.Random,
+    result: DemoResult,
+) -> None:
     idle_days = profile.idle + (after_days if profile.idle_past_threshold else 0)
     last_day = now - timedelta(days=idle_days, hours=rng.randint(0, 5))
     created_at = now - timedelta(days=max(profile.history_days, idle_days), hours=rng.randint(6, 12))
     created_at = min(created_at, last_day)
     user = User(
-        email=f"{profile.name}@{DEMO_DOMAIN}", password_hash=password_hash, display_name=profile.display_name,
-        unit=profile.unit, timezone=profile.timezone, reminders_enabled=profile.reminders_enabled,
+        email=f"{profile.name}@{DEMO_DOMAIN}",
+        password_hash=password_hash,
+        display_name=profile.display_name,
+        unit=profile.unit,
+        timezone=profile.timezone,
+        reminders_enabled=profile.reminders_enabled,
         created_at=created_at,
     )
     db.session.add(user)
@@ -152,33 +233,55 @@ def _add_sample_user(profile: Profile, now: datetime, after_days: int, password_
     if profile.goal_kg is not None and weights:
         # The goal is set just after the first weigh-in, from that weight.
         first = weights[0]
-        goals.append(GoalChange(user_id=user.id, target_g=round(profile.goal_kg * 1000), start_g=first["mass_g"],
-                                created_at=first["measured_at"] + timedelta(minutes=2)))
+        goals.append(
+            GoalChange(
+                user_id=user.id,
+                target_g=round(profile.goal_kg * 1000),
+                start_g=first["mass_g"],
+                created_at=first["measured_at"] + timedelta(minutes=2),
+            )
+        )
     if profile.late_goal_days_ago is not None and weights:
         latest = weights[-1]
-        goals.append(GoalChange(user_id=user.id, target_g=round((profile.goal_kg - 2) * 1000),
-                                start_g=latest["mass_g"],
-                                created_at=now - timedelta(days=profile.late_goal_days_ago, hours=3)))
+        goals.append(
+            GoalChange(
+                user_id=user.id,
+                target_g=round((profile.goal_kg - 2) * 1000),
+                start_g=latest["mass_g"],
+                created_at=now - timedelta(days=profile.late_goal_days_ago, hours=3),
+            )
+        )
     db.session.add_all(goals)
     result.goals_created += len(goals)
     if goals:
         user.last_goal_at = max(goal.created_at for goal in goals)
 
-    user.last_active_at = max(t for t in (created_at, user.last_weight_at, user.last_goal_at) if t is not None)
+    user.last_active_at = max(
+        t for t in (created_at, user.last_weight_at, user.last_goal_at) if t is not None
+    )
     user.reminder_clock = user.last_active_at if profile.reminders_enabled else None
     if profile.dismissed_reminder and profile.reminders_enabled:
         # Reminded once the quiet period ran out, dismissed a few days ago: the clock restarts there.
         opened = min(user.last_active_at + timedelta(days=after_days), now - timedelta(days=2))
         dismissed = min(opened + timedelta(days=1), now - timedelta(hours=1))
-        db.session.add(Reminder(user_id=user.id, status="dismissed", open_for_user_id=None,
-                                inactive_since=user.last_active_at, source="scan", created_at=opened,
-                                ended_at=dismissed))
+        db.session.add(
+            Reminder(
+                user_id=user.id,
+                status="dismissed",
+                open_for_user_id=None,
+                inactive_since=user.last_active_at,
+                source="scan",
+                created_at=opened,
+                ended_at=dismissed,
+            )
+        )
         user.reminder_clock = dismissed
     result.users_created.append(user.email)
 
 
-def fill_demo_data(now: datetime | None = None, after_days: int = 7, seed: int | None = None,
-                   scan_reminders: bool = True) -> DemoResult:
+def fill_demo_data(
+    now: datetime | None = None, after_days: int = 7, seed: int | None = None, scan_reminders: bool = True
+) -> DemoResult:
     """Add the sample users and the admin account that are missing; commits. Safe to run again."""
     from .reminders.lifecycle import scan
 
@@ -201,8 +304,14 @@ def fill_demo_data(now: datetime | None = None, after_days: int = 7, seed: int |
         result.admin_skipped = True
     else:
         result.admin_password = generate_password()
-        admin = User(email=ADMIN_EMAIL, display_name="Admin", is_admin=True, created_at=now,
-                     last_active_at=now, reminder_clock=now)
+        admin = User(
+            email=ADMIN_EMAIL,
+            display_name="Admin",
+            is_admin=True,
+            created_at=now,
+            last_active_at=now,
+            reminder_clock=now,
+        )
         admin.set_password(result.admin_password)
         db.session.add(admin)
     db.session.commit()

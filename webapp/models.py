@@ -91,9 +91,7 @@ class User(UserMixin, db.Model):
         )
 
     def open_reminder(self) -> Reminder | None:
-        return db.session.scalars(
-            db.select(Reminder).where(Reminder.open_for_user_id == self.id)
-        ).first()
+        return db.session.scalars(db.select(Reminder).where(Reminder.open_for_user_id == self.id)).first()
 
 
 class WeightEntry(db.Model):
@@ -156,9 +154,7 @@ class Reminder(db.Model):
     open_for_user_id: Mapped[int | None] = mapped_column(sa.Integer, unique=True)
     inactive_since: Mapped[datetime] = mapped_column(UTCDateTime)
     source: Mapped[str] = mapped_column(sa.String(10), default="scan")
-    created_by_id: Mapped[int | None] = mapped_column(
-        sa.ForeignKey("users.id", ondelete="SET NULL")
-    )
+    created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
 

@@ -76,8 +76,13 @@ def scaleout_env(tmp_path, pg_url, redis_server):
         folder = tmp_path / name
         folder.mkdir(exist_ok=True)
         return server_env(
-            folder, DATABASE_URL=pg_url, BROKER_URL=redis_server.url, SSE_HEARTBEAT=1,
-            REMINDER_SCAN_INTERVAL=0, WEB_LOG_LEVEL="info", **overrides,
+            folder,
+            DATABASE_URL=pg_url,
+            BROKER_URL=redis_server.url,
+            SSE_HEARTBEAT=1,
+            REMINDER_SCAN_INTERVAL=0,
+            WEB_LOG_LEVEL="info",
+            **overrides,
         )
 
     return make

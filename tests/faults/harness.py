@@ -14,8 +14,8 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from datetime import timedelta
+from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx
@@ -53,11 +53,15 @@ class Person:
 
     def signup(self, base: str) -> None:
         response = self._form_post(base, "/account/signup", {"email": self.email, "password": PASSWORD})
-        assert response.status_code == 302, f"signup of {self.email}: {response.status_code} {response.text[:500]}"
+        assert response.status_code == 302, (
+            f"signup of {self.email}: {response.status_code} {response.text[:500]}"
+        )
 
     def login(self, base: str) -> None:
         response = self._form_post(base, "/account/login", {"email": self.email, "password": PASSWORD})
-        assert response.status_code == 302, f"login of {self.email}: {response.status_code} {response.text[:500]}"
+        assert response.status_code == 302, (
+            f"login of {self.email}: {response.status_code} {response.text[:500]}"
+        )
 
     def dismiss(self, base: str) -> httpx.Response:
         """Press Dismiss on the dashboard's banner, as a form post without htmx."""
@@ -132,8 +136,11 @@ class StreamWatcher:
             return self.snapshots[-1][2] if self.snapshots else None
 
     def wait_showing(self, reminder_id: int | None, timeout: float = 20) -> None:
-        self.wait_for(lambda: self.snapshots and self.snapshots[-1][2] == reminder_id, timeout,
-                      f"area showing reminder {reminder_id}")
+        self.wait_for(
+            lambda: self.snapshots and self.snapshots[-1][2] == reminder_id,
+            timeout,
+            f"area showing reminder {reminder_id}",
+        )
 
     def reminder_ids_seen(self) -> set[int]:
         with self.changed:
@@ -141,7 +148,11 @@ class StreamWatcher:
 
     def open_connection(self) -> Connection | None:
         with self.changed:
-            if self.connections and self.connections[-1].ended_at is None and self.connections[-1].client_port:
+            if (
+                self.connections
+                and self.connections[-1].ended_at is None
+                and self.connections[-1].client_port
+            ):
                 return self.connections[-1]
             return None
 
@@ -205,11 +216,14 @@ class StreamWatcher:
                 connection.event_ids.append(int(fields["id"]))
             if fields.get("event", "") == "" and REMINDER_STATE.search(data):
                 match = REMINDER_ID.search(data)
-                self.snapshots.append((index, int(fields.get("id", -1)), int(match.group(1)) if match else None))
+                self.snapshots.append(
+                    (index, int(fields.get("id", -1)), int(match.group(1)) if match else None)
+                )
             self.changed.notify_all()
 
 
 # -- which worker holds a connection ----------------------------------------------------------
+
 
 def _socket_inode(server_port: int, client_port: int) -> str | None:
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
@@ -255,8 +269,9 @@ def stream_worker(watcher: StreamWatcher, server_port: int, pids: list[int]) -> 
     return owner
 
 
-def post_on_other_worker(person: Person, server_port: int, pids: list[int], avoid: int, path: str,
-                         page: str = "/dashboard") -> tuple[int, int]:
+def post_on_other_worker(
+    person: Person, server_port: int, pids: list[int], avoid: int, path: str, page: str = "/dashboard"
+) -> tuple[int, int]:
     """POST a form on a connection that a worker other than `avoid` accepted: (status, that worker)."""
     base = f"http://127.0.0.1:{server_port}"
     token = csrf_token(person.http.get(base + page).text)
@@ -282,6 +297,7 @@ def post_on_other_worker(person: Person, server_port: int, pids: list[int], avoi
 
 
 # -- the database, seen from the test ---------------------------------------------------------
+
 
 class Database:
     """Direct reads of the test's PostgreSQL database, to compare what was made with what arrived."""
@@ -327,7 +343,9 @@ def assert_delivery(watchers: list[StreamWatcher], db: Database, require_all: bo
         if seen:
             owners = dict(db.query("SELECT id, user_id FROM reminders WHERE id = ANY(%s)", (list(seen),)))
             strangers = {rid: owner for rid, owner in owners.items() if owner != user_id}
-            assert not strangers, f"{watcher.person.email} (user {user_id}) was shown others' reminders {strangers}"
+            assert not strangers, (
+                f"{watcher.person.email} (user {user_id}) was shown others' reminders {strangers}"
+            )
         missing = made - seen if require_all else set()
         assert not missing, f"{watcher.person.email}: reminders {sorted(missing)} never reached the stream"
         assert seen <= made, f"{watcher.person.email}: saw unknown reminders {sorted(seen - made)}"

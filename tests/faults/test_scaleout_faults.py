@@ -52,7 +52,9 @@ def test_three_workers_deliver_across_workers(gunicorn, people, db):
 
 def _held_by(watcher, port: int, pids: list[int]) -> bool:
     connection = watcher.open_connection()
-    return connection is not None and socket_owner(port, connection.client_port, pids, timeout=0.2) is not None
+    return (
+        connection is not None and socket_owner(port, connection.client_port, pids, timeout=0.2) is not None
+    )
 
 
 def _dismiss_all(watchers, base: str) -> None:
@@ -187,8 +189,14 @@ def test_concurrent_scans_make_no_doubles(gunicorn, people, db):
     group = people(web.url, 8)
     now = (utcnow() + timedelta(days=30)).isoformat()
     scans = [
-        subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "reminders", "scan", "--now", now],
-                         cwd=ROOT, env=web.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-m", "flask", "--app", "wsgi", "reminders", "scan", "--now", now],
+            cwd=ROOT,
+            env=web.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(3)
     ]
     outputs = [scan.communicate(timeout=120) for scan in scans]

@@ -25,7 +25,9 @@ def _email_field() -> EmailField:
         filters=[normalise_email],
         validators=[
             DataRequired("Enter your email address."),
-            Length(max=MAX_EMAIL_LENGTH, message=f"An email address has at most {MAX_EMAIL_LENGTH} characters."),
+            Length(
+                max=MAX_EMAIL_LENGTH, message=f"An email address has at most {MAX_EMAIL_LENGTH} characters."
+            ),
         ],
     )
 
@@ -40,7 +42,9 @@ def _check_password_length(form, field) -> None:
 
 class SignupForm(FlaskForm):
     email = _email_field()
-    password = PasswordField("Password", validators=[DataRequired("Choose a password."), _check_password_length])
+    password = PasswordField(
+        "Password", validators=[DataRequired("Choose a password."), _check_password_length]
+    )
 
     def validate_email(self, field) -> None:
         if self.email.errors:
@@ -86,7 +90,9 @@ class SettingsForm(FlaskForm):
     def validate_timezone(self, field) -> None:
         canonical = canonical_timezone(field.data)
         if canonical is None:
-            raise ValidationError("Choose a time zone from the list, such as Europe/Berlin or America/New_York.")
+            raise ValidationError(
+                "Choose a time zone from the list, such as Europe/Berlin or America/New_York."
+            )
         field.data = canonical
 
 

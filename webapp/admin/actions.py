@@ -48,10 +48,15 @@ def remind_now(admin: User, user: User, now: datetime) -> RemindResult:
             raise AdminActionRefused(f"No reminder could be opened for {user.email}; please try again.")
         announce(user_channel(user.id), "reminder")
         announce(ADMINS_CHANNEL, "reminder")
-    db.session.add(AdminAction(
-        admin_id=admin.id, user_id=user.id, action=REMIND_AGAIN if repeated else REMIND,
-        reminder_id=reminder.id, created_at=now,
-    ))
+    db.session.add(
+        AdminAction(
+            admin_id=admin.id,
+            user_id=user.id,
+            action=REMIND_AGAIN if repeated else REMIND,
+            reminder_id=reminder.id,
+            created_at=now,
+        )
+    )
     return RemindResult(reminder, repeated)
 
 
@@ -77,7 +82,12 @@ def set_admin(actor: User, user: User, make_admin: bool, now: datetime) -> None:
                 f"You cannot remove the admin flag: {who} the last admin. Make someone else an admin first."
             )
     user.is_admin = make_admin
-    db.session.add(AdminAction(
-        admin_id=actor.id, user_id=user.id, action=GRANT_ADMIN if make_admin else REMOVE_ADMIN, created_at=now,
-    ))
+    db.session.add(
+        AdminAction(
+            admin_id=actor.id,
+            user_id=user.id,
+            action=GRANT_ADMIN if make_admin else REMOVE_ADMIN,
+            created_at=now,
+        )
+    )
     announce(ADMINS_CHANNEL, "admins")

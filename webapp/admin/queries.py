@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
 from ..extensions import db
 from ..models import AdminAction, Reminder, User
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_THRESHOLD_DAYS = 3650
 MAX_SEARCH_LENGTH = 254
 # What the "Show" filter narrows the inactive users to (the rule itself is always applied).
@@ -63,7 +63,9 @@ class Cursor:
     def decode(cls, raw: str) -> Cursor:
         """Parse an encoded cursor; raises ValueError for anything a page link could not have made."""
         micros, sep, user_id = raw.partition("_")
-        if not sep or not all(part.isascii() and part.isdigit() and len(part) <= 18 for part in (micros, user_id)):
+        if not sep or not all(
+            part.isascii() and part.isdigit() and len(part) <= 18 for part in (micros, user_id)
+        ):
             raise ValueError(raw)
         try:
             moment = EPOCH + timedelta(microseconds=int(micros))
@@ -103,7 +105,9 @@ class InactiveFilter:
                 notices.append(f"The threshold must be at least 1 day; showing {default_days}.")
             elif int(raw_days) > MAX_THRESHOLD_DAYS:
                 days = MAX_THRESHOLD_DAYS
-                notices.append(f"The threshold is at most {MAX_THRESHOLD_DAYS} days; showing {MAX_THRESHOLD_DAYS}.")
+                notices.append(
+                    f"The threshold is at most {MAX_THRESHOLD_DAYS} days; showing {MAX_THRESHOLD_DAYS}."
+                )
             else:
                 days = int(raw_days)
         kind = args.get("kind") or "any"
@@ -200,7 +204,9 @@ def inactive_users_page(flt: InactiveFilter, now: datetime, size: int) -> Page:
     forward = flt.sort == "longest"
     base = inactive_users_query(flt, now)
     if flt.before is not None:
-        rows = list(db.session.scalars(_ordered(_seek(base, flt.before, not forward), not forward).limit(size + 1)))
+        rows = list(
+            db.session.scalars(_ordered(_seek(base, flt.before, not forward), not forward).limit(size + 1))
+        )
         more_before = len(rows) > size
         users = list(reversed(rows[:size]))
         return Page(
@@ -285,30 +291,39 @@ def overview_counts(now: datetime, after_days: int) -> Overview:
     cutoff = now - timedelta(days=after_days)
 
     def recently_active(since: datetime) -> int:
-        return db.session.scalar(
-            db.select(sa.func.count()).select_from(User).where(User.last_active_at > since)
-        ) or 0
+        return (
+            db.session.scalar(db.select(sa.func.count()).select_from(User).where(User.last_active_at > since))
+            or 0
+        )
 
     total = db.session.scalar(db.select(sa.func.count()).select_from(User)) or 0
     active_7 = recently_active(week_ago)
     inactive = max(0, total - (active_7 if cutoff == week_ago else recently_active(cutoff)))
-    open_reminders = db.session.scalar(
-        db.select(sa.func.count()).select_from(Reminder).where(Reminder.open_for_user_id.is_not(None))
-    ) or 0
-    dismissed = db.session.scalar(
-        db.select(sa.func.count()).select_from(Reminder).where(
-            Reminder.ended_at >= week_ago, Reminder.status == "dismissed"
+    open_reminders = (
+        db.session.scalar(
+            db.select(sa.func.count()).select_from(Reminder).where(Reminder.open_for_user_id.is_not(None))
         )
-    ) or 0
+        or 0
+    )
+    dismissed = (
+        db.session.scalar(
+            db.select(sa.func.count())
+            .select_from(Reminder)
+            .where(Reminder.ended_at >= week_ago, Reminder.status == "dismissed")
+        )
+        or 0
+    )
     return Overview(total, active_7, inactive, open_reminders, dismissed)
 
 
 def recent_admin_actions(actions: tuple[str, ...], limit: int = 10) -> list[AdminAction]:
     """The newest audit rows of the given kinds, with who did it to whom."""
-    return list(db.session.scalars(
-        db.select(AdminAction)
-        .where(AdminAction.action.in_(actions))
-        .order_by(AdminAction.created_at.desc(), AdminAction.id.desc())
-        .options(sa.orm.joinedload(AdminAction.admin), sa.orm.joinedload(AdminAction.user))
-        .limit(limit)
-    ))
+    return list(
+        db.session.scalars(
+            db.select(AdminAction)
+            .where(AdminAction.action.in_(actions))
+            .order_by(AdminAction.created_at.desc(), AdminAction.id.desc())
+            .options(sa.orm.joinedload(AdminAction.admin), sa.orm.joinedload(AdminAction.user))
+            .limit(limit)
+        )
+    )

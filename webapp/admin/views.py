@@ -7,8 +7,16 @@ import io
 from functools import wraps
 
 from flask import (
-    Blueprint, Response, abort, current_app, flash, redirect, render_template, request,
-    stream_with_context, url_for,
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
 )
 from flask_login import current_user, login_required
 
@@ -18,8 +26,18 @@ from ..timeutil import utcnow
 from ..web import is_htmx, render_page_or_fragment, safe_next
 from . import actions
 from .queries import (
-    KINDS, MAX_ID, SORTS, InactiveFilter, days_inactive, emails_by_id, inactive_users_page,
-    iter_inactive_users, latest_reminders, overview_counts, recent_admin_actions, reminder_state,
+    KINDS,
+    MAX_ID,
+    SORTS,
+    InactiveFilter,
+    days_inactive,
+    emails_by_id,
+    inactive_users_page,
+    iter_inactive_users,
+    latest_reminders,
+    overview_counts,
+    recent_admin_actions,
+    reminder_state,
 )
 
 bp = Blueprint("admin", __name__)
@@ -103,8 +121,14 @@ def spreadsheet_safe(value) -> str:
 
 
 CSV_COLUMNS = (
-    "email", "display_name", "last_weight_at", "last_goal_at", "last_active_at", "days_inactive",
-    "reminder_state", "last_reminder_at",
+    "email",
+    "display_name",
+    "last_weight_at",
+    "last_goal_at",
+    "last_active_at",
+    "days_inactive",
+    "reminder_state",
+    "last_reminder_at",
 )
 
 
@@ -143,11 +167,21 @@ def _csv_rows(writer, buffer, users, now, iso, final=False):
     latest = latest_reminders([user.id for user in users])
     for user in users:
         reminder = latest.get(user.id)
-        writer.writerow([spreadsheet_safe(cell) for cell in (
-            user.email, user.display_name, iso(user.last_weight_at), iso(user.last_goal_at),
-            iso(user.last_active_at), days_inactive(user, now), reminder_state(user, reminder),
-            iso(reminder.created_at) if reminder else "",
-        )])
+        writer.writerow(
+            [
+                spreadsheet_safe(cell)
+                for cell in (
+                    user.email,
+                    user.display_name,
+                    iso(user.last_weight_at),
+                    iso(user.last_goal_at),
+                    iso(user.last_active_at),
+                    days_inactive(user, now),
+                    reminder_state(user, reminder),
+                    iso(reminder.created_at) if reminder else "",
+                )
+            ]
+        )
     if buffer.tell() or final:
         yield buffer.getvalue()
         buffer.seek(0)
@@ -200,7 +234,9 @@ def remind(user_id: int):
 @admin_required
 def admins():
     """Who is an admin, a form to make someone one, and the record of who changed that."""
-    admin_users = list(db.session.scalars(db.select(User).where(User.is_admin.is_(True)).order_by(User.email)))
+    admin_users = list(
+        db.session.scalars(db.select(User).where(User.is_admin.is_(True)).order_by(User.email))
+    )
     history = recent_admin_actions(actions.ADMIN_FLAG_ACTIONS, limit=20)
     return render_template("admin/admins.html", admins=admin_users, history=history)
 

@@ -28,9 +28,12 @@ def announce(channel: str, kind: str) -> OutboxEvent:
 
 def latest_event_id(channels) -> int:
     """The newest outbox id on any of the channels, 0 if there is none."""
-    return db.session.scalar(
-        db.select(sa.func.max(OutboxEvent.id)).where(OutboxEvent.channel.in_(list(channels)))
-    ) or 0
+    return (
+        db.session.scalar(
+            db.select(sa.func.max(OutboxEvent.id)).where(OutboxEvent.channel.in_(list(channels)))
+        )
+        or 0
+    )
 
 
 def latest_event_id_anywhere() -> int:

@@ -130,8 +130,11 @@ class RedisBroker(Broker):
             self.client().publish(EVENTS_CHANNEL, format_message(channel, event_id))
         except (redis.RedisError, OSError) as error:
             self._publish_paused_until = time.monotonic() + PUBLISH_PAUSE_SECONDS
-            log.warning("Redis publish of event %s failed (%s); listeners will catch up from the outbox",
-                        event_id, error)
+            log.warning(
+                "Redis publish of event %s failed (%s); listeners will catch up from the outbox",
+                event_id,
+                error,
+            )
         except Exception:
             log.exception("Redis publish of event %s failed", event_id)
 
@@ -142,7 +145,9 @@ class RedisBroker(Broker):
             client = self.client()
             keys = list(client.scan_iter(match=STREAMS_KEY + "*", count=500))
             others = [key for key in keys if key.decode() != STREAMS_KEY + self.instance]
-            total = sum(int(value) for value in client.mget(others) if value and value.isdigit()) if others else 0
+            total = (
+                sum(int(value) for value in client.mget(others) if value and value.isdigit()) if others else 0
+            )
             return total + local
         except (redis.RedisError, OSError, ValueError):
             return local

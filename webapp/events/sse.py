@@ -12,7 +12,9 @@ def retry(milliseconds: int) -> str:
     return f"retry: {int(milliseconds)}\n\n"
 
 
-def event(data: str, *, event_id: int | None = None, name: str | None = None, retry_ms: int | None = None) -> str:
+def event(
+    data: str, *, event_id: int | None = None, name: str | None = None, retry_ms: int | None = None
+) -> str:
     """One event; multi-line data becomes several data: lines, as the format requires."""
     lines = []
     if name:

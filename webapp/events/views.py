@@ -109,13 +109,15 @@ def render_area(user_id: int, links: AreaLinks | None = None) -> str:
         return _empty_area()
     reminder_id, last_weight_at, created_at, timezone = row
     links = links or AreaLinks.from_request()
-    return _area_template().render(banner={
-        "id": reminder_id,
-        "since": _local_date(last_weight_at or created_at, timezone),
-        "log_url": links.log_url,
-        "dismiss_url": links.dismiss_url,
-        "csrf_token": links.csrf_token,
-    })
+    return _area_template().render(
+        banner={
+            "id": reminder_id,
+            "since": _local_date(last_weight_at or created_at, timezone),
+            "log_url": links.log_url,
+            "dismiss_url": links.dismiss_url,
+            "csrf_token": links.csrf_token,
+        }
+    )
 
 
 def _local_date(value: datetime, timezone: str) -> str:
@@ -174,11 +176,14 @@ def _signed_out_response() -> Response:
         return Response(status=204, headers={"Cache-Control": "no-store", "Vary": "Cookie, HX-Request"})
     # hx-sse reconnects carry HX-Request and would treat 204 (no body) as a failed stream and
     # retry forever; a tiny stream that swaps in a notice and fires hx-sse:close ends it for good.
-    body = sse.retry(24 * 3600 * 1000) + sse.event(
-        render_template("reminders/_signed_out.html")
-    ) + sse.event("", name=SIGNED_OUT_EVENT)
+    body = (
+        sse.retry(24 * 3600 * 1000)
+        + sse.event(render_template("reminders/_signed_out.html"))
+        + sse.event("", name=SIGNED_OUT_EVENT)
+    )
     return Response(
-        body, mimetype="text/event-stream",
+        body,
+        mimetype="text/event-stream",
         headers={**STREAM_HEADERS, "Cache-Control": "no-store", "Vary": "Cookie, HX-Request"},
     )
 

@@ -22,7 +22,11 @@ class _Instant(click.ParamType):
         try:
             return parse_iso_instant(value)
         except ValueError:
-            self.fail(f"{value!r} is not an ISO 8601 date or date-time, such as 2026-11-26T09:00:00+00:00", param, ctx)
+            self.fail(
+                f"{value!r} is not an ISO 8601 date or date-time, such as 2026-11-26T09:00:00+00:00",
+                param,
+                ctx,
+            )
 
 
 @reminders_cli.command("scan")
@@ -43,11 +47,15 @@ def scan_command(now):
     except (OperationalError, ProgrammingError) as error:
         db.session.rollback()
         if "no such table" in str(error) or "does not exist" in str(error):
-            raise click.ClickException("The database is not set up yet: run `flask --app wsgi db upgrade` first.") from None
+            raise click.ClickException(
+                "The database is not set up yet: run `flask --app wsgi db upgrade` first."
+            ) from None
         raise click.ClickException(f"The scan could not reach the database: {error.orig}") from None
     for line in lines:
         click.echo(line)
-    click.echo(f"scan at {now.isoformat()}: {len(created)} reminder(s) opened, {pruned} old outbox row(s) pruned")
+    click.echo(
+        f"scan at {now.isoformat()}: {len(created)} reminder(s) opened, {pruned} old outbox row(s) pruned"
+    )
 
 
 def init_app(app: Flask) -> None:

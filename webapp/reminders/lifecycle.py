@@ -174,8 +174,12 @@ def scan(now: datetime | None = None, after_days: int = 7, batch: int = 1000) ->
             return created
         reminders = [
             Reminder(
-                user_id=user_id, status="open", open_for_user_id=user_id,
-                inactive_since=last_active_at, source="scan", created_at=now,
+                user_id=user_id,
+                status="open",
+                open_for_user_id=user_id,
+                inactive_since=last_active_at,
+                source="scan",
+                created_at=now,
             )
             for user_id, last_active_at in claimed
         ]

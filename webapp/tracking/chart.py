@@ -52,20 +52,24 @@ class Chart:
         floats and labels are a day, a formatted number and the unit (kg or lb, checked by
         from_grams), all written by build_chart.
         """
-        return Markup("\n      ".join(
-            f'<circle class="weight-dot" cx="{x}" cy="{y}" r="3.5"><title>{label}</title></circle>'
-            for x, y, label in self.dots
-        ))
+        return Markup(
+            "\n      ".join(
+                f'<circle class="weight-dot" cx="{x}" cy="{y}" r="3.5"><title>{label}</title></circle>'
+                for x, y, label in self.dots
+            )
+        )
 
     def rows_markup(self) -> Markup:
         """The text alternative's table rows (day, the day's mean, the trend), newest first.
 
         Like the dots, written by build_chart from numbers, dates and the unit: nothing to escape.
         """
-        return Markup("\n      ".join(
-            f'<tr><td>{day.day} {day:%b %Y}</td><td class="num">{weight}</td><td class="num">{trend}</td></tr>'
-            for day, weight, trend in self.rows
-        ))
+        return Markup(
+            "\n      ".join(
+                f'<tr><td>{day.day} {day:%b %Y}</td><td class="num">{weight}</td><td class="num">{trend}</td></tr>'
+                for day, weight, trend in self.rows
+            )
+        )
 
 
 def _nice_step(span: float, ticks: int = 5) -> float:
@@ -117,7 +121,7 @@ def build_chart(points: Sequence[DayPoint], target_g: int | None, unit: str, day
 
     # Each point's weights in the unit, converted once: the dots, the line, the labels and the
     # table all read them (from_grams is exact decimal arithmetic, too slow to repeat per use).
-    for p, weight, trend in zip(shown, weights, trends):
+    for p, weight, trend in zip(shown, weights, trends, strict=True):
         x = x_of(p.day)
         chart.dots.append((x, y_of(weight), f"{_day_label(p.day)}: {weight:.1f} {unit}"))
         line.append(f"{x},{y_of(trend)}")
@@ -145,7 +149,7 @@ def build_chart(points: Sequence[DayPoint], target_g: int | None, unit: str, day
 
     chart.rows = [
         (p.day, f"{weight:.1f} {unit}", f"{trend:.1f} {unit}")
-        for p, weight, trend in zip(reversed(shown), reversed(weights), reversed(trends))
+        for p, weight, trend in zip(reversed(shown), reversed(weights), reversed(trends), strict=True)
     ]
     parts = [
         f"{len(shown)} day{'s' if len(shown) != 1 else ''} of weights from {_day_label(first_day)} to "

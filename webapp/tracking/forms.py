@@ -7,7 +7,7 @@ dates are typed in the user's time zone and stored in UTC.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone, tzinfo
+from datetime import UTC, datetime, tzinfo
 
 from flask_wtf import FlaskForm
 from wtforms import HiddenField, StringField
@@ -51,13 +51,15 @@ def parse_local(text: str | None, zone: tzinfo, now: datetime) -> datetime:
     # The field only shows minutes, so anything within the current minute is "now", not the future.
     if moment > now.replace(second=59, microsecond=999999):
         raise ValidationError("That date and time is in the future.")
-    return moment.astimezone(timezone.utc)
+    return moment.astimezone(UTC)
 
 
 class _UserForm(FlaskForm):
     """A form that knows the user's unit, time zone and the current time for its checks."""
 
-    def __init__(self, *args, unit: str = "kg", zone: tzinfo | None = None, now: datetime | None = None, **kwargs):
+    def __init__(
+        self, *args, unit: str = "kg", zone: tzinfo | None = None, now: datetime | None = None, **kwargs
+    ):
         super().__init__(*args, **kwargs)
         self.unit = unit
         self.zone = zone
@@ -113,4 +115,3 @@ class GoalForm(_UserForm):
             self.grams = parse_weight(field.data, self.unit)
         except WeightError as error:
             raise ValidationError(str(error)) from None
-

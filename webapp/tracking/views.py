@@ -74,8 +74,9 @@ def _log(user: User) -> list:
     ).all()
 
 
-def _dashboard_context(user: User, form: EntryForm | None = None, message: str | None = None,
-                       submitted: bool = False) -> dict:
+def _dashboard_context(
+    user: User, form: EntryForm | None = None, message: str | None = None, submitted: bool = False
+) -> dict:
     """What the dashboard page and its live fragment show, computed from the user's whole log."""
     zone = get_zone(user.timezone)
     goal = user.current_goal()
@@ -124,13 +125,19 @@ def add_entry():
     form = _entry_form(user)
     if not form.validate_on_submit():
         return render_page_or_fragment(
-            "tracking/dashboard.html", "tracking/_dashboard_live.html", status=422,
+            "tracking/dashboard.html",
+            "tracking/_dashboard_live.html",
+            status=422,
             **_dashboard_context(user, form=form, submitted=True),
         )
     now = form.now
     entry = WeightEntry(
-        user_id=user.id, measured_at=form.measured_at_utc, mass_g=form.grams,
-        note=form.note.data or "", created_at=now, updated_at=now,
+        user_id=user.id,
+        measured_at=form.measured_at_utc,
+        mass_g=form.grams,
+        note=form.note.data or "",
+        created_at=now,
+        updated_at=now,
     )
     db.session.add(entry)
     record_weight_logged(user, now)  # same transaction: the clock, the reminder and the outbox
@@ -138,7 +145,8 @@ def add_entry():
     message = f"Logged {format_weight(entry.mass_g, user.unit, places=2)}."
     if is_htmx():
         return render_page_or_fragment(
-            "tracking/dashboard.html", "tracking/_dashboard_live.html",
+            "tracking/dashboard.html",
+            "tracking/_dashboard_live.html",
             **_dashboard_context(user, message=message, submitted=True),
         )
     flash(message, "success")
@@ -218,8 +226,10 @@ def goal():
         flash(f"Goal set to {format_weight(form.grams, user.unit, places=2)}.", "success")
         return redirect(url_for("tracking.dashboard"))
     history = db.session.scalars(
-        db.select(GoalChange).where(GoalChange.user_id == user.id)
-        .order_by(GoalChange.created_at.desc(), GoalChange.id.desc()).limit(GOAL_HISTORY)
+        db.select(GoalChange)
+        .where(GoalChange.user_id == user.id)
+        .order_by(GoalChange.created_at.desc(), GoalChange.id.desc())
+        .limit(GOAL_HISTORY)
     ).all()
     status = 422 if form.errors else 200
     return render_template("tracking/goal.html", form=form, current=current, history=history), status
@@ -245,17 +255,20 @@ def export_csv():
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(["measured_at", "weight_kg", "weight", "unit", "note"])
     rows = db.session.scalars(
-        db.select(WeightEntry).where(WeightEntry.user_id == user.id)
+        db.select(WeightEntry)
+        .where(WeightEntry.user_id == user.id)
         .order_by(WeightEntry.measured_at, WeightEntry.id)
     )
     for entry in rows:
-        writer.writerow([
-            entry.measured_at.astimezone(zone).isoformat(timespec="seconds"),
-            f"{from_grams(entry.mass_g, 'kg'):.3f}",
-            input_value(entry.mass_g, user.unit),
-            user.unit,
-            spreadsheet_safe(entry.note),
-        ])
+        writer.writerow(
+            [
+                entry.measured_at.astimezone(zone).isoformat(timespec="seconds"),
+                f"{from_grams(entry.mass_g, 'kg'):.3f}",
+                input_value(entry.mass_g, user.unit),
+                user.unit,
+                spreadsheet_safe(entry.note),
+            ]
+        )
     filename = f"weighin-{utcnow().astimezone(zone):%Y-%m-%d}.csv"
     return Response(
         out.getvalue(),
