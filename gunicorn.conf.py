@@ -43,9 +43,10 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 
 def _broker_of(worker):
+    from webapp.extensions import current_broker
+
     app = getattr(worker, "wsgi", None)
-    extensions = getattr(app, "extensions", None) or {}
-    return extensions.get("weighin_broker")
+    return current_broker(app) if app is not None else None
 
 
 def _close_streams_on_exit(worker) -> None:

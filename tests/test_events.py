@@ -13,7 +13,7 @@ from gevent.queue import Queue
 from webapp.events import sse
 from webapp.events.broker import MemoryBroker, Subscription
 from webapp.events.outbox import announce
-from webapp.extensions import db
+from webapp.extensions import current_broker, db
 from webapp.models import ADMINS_CHANNEL, User, user_channel
 from webapp.reminders import lifecycle
 from webapp.timeutil import utcnow
@@ -47,7 +47,7 @@ def test_a_full_queue_marks_a_slow_subscriber():
 
 def test_one_commit_wakes_each_channel_once(app):
     with app.app_context():
-        broker = app.extensions["weighin_broker"]
+        broker = current_broker(app)
         assert isinstance(broker, MemoryBroker)
         sub = broker.subscribe([user_channel(1), ADMINS_CHANNEL], maxsize=100)
         try:
@@ -257,7 +257,7 @@ def test_a_slow_client_is_dropped_when_its_queue_overflows(stream_app):
     try:
         stream.next()
         stream.next()
-        broker = stream_app.extensions["weighin_broker"]
+        broker = current_broker(stream_app)
         for event_id in range(100, 110):  # more than SSE_QUEUE_SIZE wake-ups, none read
             broker.dispatch(user_channel(user_id), event_id)
         with pytest.raises(StopIteration):

@@ -11,7 +11,7 @@ import redis
 
 from webapp.events.outbox import announce
 from webapp.events.redis_broker import STREAMS_KEY, RedisBroker, format_message, parse_message
-from webapp.extensions import db
+from webapp.extensions import db, install_broker
 
 from .support import RedisServer, free_port, unavailable
 
@@ -55,7 +55,7 @@ def test_publish_with_redis_down_neither_raises_nor_waits(app):
 
 
 def test_a_commit_with_redis_down_still_succeeds(app):
-    app.extensions["weighin_broker"] = QuietRedisBroker(f"redis://127.0.0.1:{free_port()}/0", app)
+    install_broker(app, QuietRedisBroker(f"redis://127.0.0.1:{free_port()}/0", app))
     with app.app_context():
         announce("user:1", "test")
         db.session.commit()

@@ -4,14 +4,29 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flask import Flask
 
 from .config import ConfigError, load_config
 
+if TYPE_CHECKING:
+    from .events.broker import Broker
+
 ROOT = Path(__file__).resolve().parent.parent
 
-__all__ = ["create_app", "ConfigError"]
+__all__ = ["create_app", "make_broker", "ConfigError"]
+
+
+def make_broker(url: str, app: Flask) -> Broker:
+    """The broker implementation that a BROKER_URL names, for create_app to hand to the app."""
+    if url.startswith("memory:"):
+        from .events.broker import MemoryBroker
+
+        return MemoryBroker(app)
+    from .events.redis_broker import RedisBroker
+
+    return RedisBroker(url, app)
 
 
 def create_app(config: dict | None = None) -> Flask:
@@ -39,13 +54,15 @@ def create_app(config: dict | None = None) -> Flask:
         logging.getLogger("alembic").setLevel(logging.WARNING)
 
     from . import errors, web
-    from .extensions import csrf, db, limiter, login_manager, migrate
+    from .extensions import csrf, db, install_broker, limiter, login_manager, migrate
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
     csrf.init_app(app)
     limiter.init_app(app)
     login_manager.init_app(app)
+    # The one broker of this process, started lazily on the first subscribe.
+    install_broker(app, make_broker(app.config["BROKER_URL"], app))
 
     from . import accounts, admin, cli, events, reminders, tracking
 

@@ -1,5 +1,10 @@
-"""Flask extensions, created unbound and bound to an app in create_app."""
+"""Flask extensions, created unbound and bound to an app in create_app; the app's broker accessor."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from flask import Flask, current_app
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
@@ -8,6 +13,9 @@ from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
+
+if TYPE_CHECKING:
+    from .events.broker import Broker
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -27,3 +35,15 @@ migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
+
+_BROKER = "weighin_broker"
+
+
+def install_broker(app: Flask, broker: Broker) -> None:
+    """Hand the app its one broker for this process (create_app does; a test may swap it)."""
+    app.extensions[_BROKER] = broker
+
+
+def current_broker(app: Flask | None = None) -> Broker:
+    """The broker of the given app, else of the current one: the one way code reaches it."""
+    return (app if app is not None else current_app).extensions[_BROKER]

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from ..events.outbox import announce
+from ..events.outbox import announce, announce_to_user_and_admins
 from ..extensions import db
-from ..models import ADMINS_CHANNEL, AdminAction, Reminder, User, user_channel
+from ..models import ADMINS_CHANNEL, AdminAction, Reminder, User
 from ..reminders.lifecycle import open_reminder
 
 REMIND = "remind"
@@ -46,8 +46,7 @@ def remind_now(admin: User, user: User, now: datetime) -> RemindResult:
         reminder = user.open_reminder()
         if reminder is None:
             raise AdminActionRefused(f"No reminder could be opened for {user.email}; please try again.")
-        announce(user_channel(user.id), "reminder")
-        announce(ADMINS_CHANNEL, "reminder")
+        announce_to_user_and_admins(user.id, "reminder")
     db.session.add(
         AdminAction(
             admin_id=admin.id,

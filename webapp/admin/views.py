@@ -20,7 +20,7 @@ from flask import (
 )
 from flask_login import current_user, login_required
 
-from ..extensions import db
+from ..extensions import current_broker, db
 from ..models import User
 from ..timeutil import utcnow
 from ..web import is_htmx, render_page_or_fragment, safe_next
@@ -88,7 +88,7 @@ def _inactive_context(flt: InactiveFilter) -> dict:
         "pager": page,
         "counts": overview_counts(now, current_app.config["REMINDER_AFTER_DAYS"]),
         "after_days": current_app.config["REMINDER_AFTER_DAYS"],
-        "streams": current_app.extensions["weighin_broker"].stream_count(),
+        "streams": current_broker().stream_count(),
         "recent_reminders": recent,
         "kinds": KINDS,
         "sorts": SORTS,

@@ -1,20 +1,14 @@
-"""Live events: the outbox, the broker and the /events stream."""
+"""Live events: the outbox, the broker, the reminder area and the /events stream."""
 
 from flask import Flask
 
-from .broker import make_broker
+from .area import reminder_area
 from .views import bp
 
 
 def init_app(app: Flask) -> None:
-    """Give the app its one broker for this process (started lazily, on first subscribe)."""
-    app.extensions["weighin_broker"] = make_broker(app.config["BROKER_URL"], app)
+    """Give templates the reminder area (the layout's banner, rendered as every transport renders it)."""
+    app.context_processor(lambda: {"reminder_area": reminder_area})
 
 
-def get_broker(app=None):
-    from flask import current_app
-
-    return (app or current_app).extensions["weighin_broker"]
-
-
-__all__ = ["bp", "init_app", "get_broker", "make_broker"]
+__all__ = ["bp", "init_app"]

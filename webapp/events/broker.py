@@ -1,7 +1,9 @@
 """The broker: a wake-up call "channel X has news up to id N", never the truth (the outbox is).
 
 One interface, two implementations: MemoryBroker for the embedded default (one process) and
-RedisBroker (webapp.events.redis_broker) for several workers and hosts. Each process has one
+RedisBroker (webapp.events.redis_broker) for several workers and hosts. The app factory picks
+one (`webapp.make_broker`) and installs it; everything else reaches it through
+`webapp.extensions.current_broker()`. Each process has one
 broker; each open stream holds a Subscription with a bounded queue that the broker fills.
 """
 
@@ -12,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 import gevent
-from gevent.queue import Full, Queue
+from gevent.queue import Empty, Full, Queue
 
 from .outbox import OutboxFollower
 
@@ -36,6 +38,16 @@ class Subscription:
             self.queue.put_nowait((channel, event_id))
         except Full:
             self.overflowed = True
+
+    def next_batch(self, timeout: float) -> list[tuple[str, int]]:
+        """Wait up to timeout for news, then take whatever else is queued with it ([] if none came)."""
+        try:
+            batch = [self.queue.get(timeout=timeout)]
+        except Empty:
+            return []
+        while not self.queue.empty():
+            batch.append(self.queue.get_nowait())
+        return batch
 
     def close(self) -> None:
         """Ask the stream to end now (the process is shutting down); wakes a waiting stream."""
@@ -160,12 +172,3 @@ class MemoryBroker(Broker):
                 log.exception("reading the outbox for news failed; trying again")
             gevent.sleep(interval)
         self._poller = None
-
-
-def make_broker(url: str, app=None) -> Broker:
-    """The broker implementation that a BROKER_URL names."""
-    if url.startswith("memory:"):
-        return MemoryBroker(app)
-    from .redis_broker import RedisBroker
-
-    return RedisBroker(url, app)

@@ -8,8 +8,8 @@
   snapshots as JSON text frames `{"id": N, "html": "..."}`; `?after=ID` resumes like Last-Event-ID.
 
 Every answer carries the outbox id in `X-Event-Id` (or in the frame), the same id the stream
-writes as `id:`. They share `subscribe_and_read` and `read_state` with the stream, so an event takes the
-same path whichever way it reaches the browser. SSE stays the transport the layout uses;
+writes as `id:`. They share `subscribe_and_read` and `read_state` (events/area.py) with the stream, so an
+event takes the same path whichever way it reaches the browser. SSE stays the transport the layout uses;
 docs/BENCHMARKS.md measures why.
 """
 
@@ -22,11 +22,11 @@ import time
 from flask import Blueprint, Flask, Response, current_app, request
 from flask_login import current_user
 from flask_sock import Sock
-from gevent.queue import Empty
 
+from ..extensions import current_broker
 from ..models import user_channel
 from . import sse
-from .views import read_state, subscribe_and_read
+from .area import read_state, subscribe_and_read
 
 bp = Blueprint("events_fallback", __name__)
 sock = Sock()
@@ -87,7 +87,7 @@ def wait():
     user_id = current_user.id
     channel = user_channel(user_id)
     after = _after_param()
-    broker = current_app.extensions["weighin_broker"]
+    broker = current_broker()
     timeout = float(current_app.config["LONGPOLL_TIMEOUT"])
 
     subscription, newest, _ = subscribe_and_read(user_id, (channel,), area=False)
@@ -96,14 +96,12 @@ def wait():
             return _snapshot_response(user_id, newest)
         deadline = time.monotonic() + timeout
         while (remaining := deadline - time.monotonic()) > 0:
-            try:
-                _, event_id = subscription.queue.get(timeout=remaining)
-            except Empty:
+            # Whatever is queued comes at once, and one fresh snapshot covers it all.
+            batch = subscription.next_batch(timeout=remaining)
+            if not batch:
                 break
+            event_id = max(event_id for _, event_id in batch)
             if subscription.overflowed or event_id > after:
-                # Whatever else is queued is covered by one fresh snapshot.
-                while not subscription.queue.empty():
-                    event_id = max(event_id, subscription.queue.get_nowait()[1])
                 return _snapshot_response(user_id, event_id)
         return _nothing_new(after)
     finally:
@@ -117,7 +115,7 @@ def websocket(ws):
     user_id = current_user.id
     channel = user_channel(user_id)
     sent = _after_param()
-    broker = current_app.extensions["weighin_broker"]
+    broker = current_broker()
     heartbeat = config["SSE_HEARTBEAT"]
     deadline = time.monotonic() + config["SSE_MAX_LIFETIME"] * random.uniform(0.8, 1.0)
 
@@ -132,15 +130,13 @@ def websocket(ws):
             push(newest)
             sent = newest
         while ws.connected and (remaining := deadline - time.monotonic()) > 0:
-            try:
-                _, event_id = subscription.queue.get(timeout=min(heartbeat, remaining))
-            except Empty:
+            batch = subscription.next_batch(timeout=min(heartbeat, remaining))
+            if not batch:
                 continue  # simple-websocket pings on its own; this only notices a closed socket
             if subscription.overflowed:
                 ws.close(reason=1013, message="too slow; reconnect with ?after=")
                 return
-            while not subscription.queue.empty():
-                event_id = max(event_id, subscription.queue.get_nowait()[1])
+            event_id = max(event_id for _, event_id in batch)
             if sent is not None and event_id <= sent:
                 continue
             push(event_id)

@@ -7,11 +7,10 @@ from collections import OrderedDict
 from datetime import timedelta
 
 import sqlalchemy as sa
-from flask import current_app
 from sqlalchemy.orm import Session
 
-from ..extensions import db
-from ..models import OutboxEvent
+from ..extensions import current_broker, db
+from ..models import ADMINS_CHANNEL, OutboxEvent, user_channel
 from ..timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -24,6 +23,12 @@ def announce(channel: str, kind: str) -> OutboxEvent:
     event = OutboxEvent(channel=channel, kind=kind, created_at=utcnow())
     db.session.add(event)
     return event
+
+
+def announce_to_user_and_admins(user_id: int, kind: str) -> None:
+    """Announce a change to one user on their own channel, then on the admins'."""
+    announce(user_channel(user_id), kind)
+    announce(ADMINS_CHANNEL, kind)
 
 
 def latest_event_id(channels) -> int:
@@ -125,9 +130,7 @@ def _publish_committed_events(session):
     pending = session.info.pop(_PENDING, None)
     if not pending:
         return
-    broker = current_app.extensions.get("weighin_broker")
-    if broker is None:
-        return
+    broker = current_broker()
     # One wake-up per channel per commit: a stream renders a full snapshot anyway, so a scan
     # that opens 500 reminders in one batch wakes the admins' streams once, not 500 times
     # (which would also overflow their bounded queues and drop them as "slow").

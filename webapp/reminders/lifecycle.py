@@ -12,7 +12,7 @@ from typing import NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from ..events.outbox import announce
+from ..events.outbox import announce, announce_to_user_and_admins
 from ..extensions import db
 from ..models import ADMINS_CHANNEL, Reminder, User, user_channel
 from ..timeutil import utcnow
@@ -32,8 +32,7 @@ def _record_activity(user: User, now: datetime, kind: str) -> None:
     user.last_active_at = max(user.last_active_at, now)
     _end_open_reminder(user, "resolved", now)
     user.reminder_clock = user.last_active_at if user.reminders_enabled else None
-    announce(user.channel, kind)
-    announce(ADMINS_CHANNEL, kind)
+    announce_to_user_and_admins(user.id, kind)
 
 
 def record_weight_logged(user: User, now: datetime | None = None) -> None:
@@ -58,8 +57,7 @@ def dismiss(user: User, now: datetime | None = None) -> Reminder | None:
         return None
     if user.reminders_enabled:
         user.reminder_clock = now
-    announce(user.channel, "dismissed")
-    announce(ADMINS_CHANNEL, "dismissed")
+    announce_to_user_and_admins(user.id, "dismissed")
     return reminder
 
 
@@ -74,8 +72,7 @@ def set_reminders_enabled(user: User, enabled: bool, now: datetime | None = None
     else:
         _end_open_reminder(user, "dismissed", now)
         user.reminder_clock = None
-    announce(user.channel, "settings")
-    announce(ADMINS_CHANNEL, "settings")
+    announce_to_user_and_admins(user.id, "settings")
 
 
 def open_reminder(
@@ -115,8 +112,7 @@ def open_reminder(
             db.session.add(reminder)
     except IntegrityError:
         return None  # another process opened it first
-    announce(user_channel(user_id), "reminder")
-    announce(ADMINS_CHANNEL, "reminder")
+    announce_to_user_and_admins(user_id, "reminder")
     return reminder
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, redirect, render_template, request, url_for
+from flask import Blueprint, redirect, request, url_for
 from flask_login import current_user, login_required
 
+from ..events.area import render_area
 from ..extensions import db
 from ..web import is_htmx, safe_next
 from .lifecycle import dismiss
@@ -33,5 +34,5 @@ def dismiss_banner():
     dismiss(current_user._get_current_object())
     db.session.commit()
     if is_htmx():
-        return render_template("reminders/_area.html", reminder=None), 200, {"Vary": "HX-Request"}
+        return render_area(current_user.id), 200, {"Vary": "HX-Request"}
     return redirect(_back_to_page())

@@ -1,0 +1,145 @@
+"""The reminder area: what a client is shown, rendered one way for the page, dismiss and every transport.
+
+`render_area` is the only code that renders `templates/reminders/_area.html`; `read_state` and
+`subscribe_and_read` are how each transport (the stream, polling, long polling, the WebSocket)
+reads the area and the newest outbox id of its channels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from flask import current_app, url_for
+from flask_login import current_user
+from flask_wtf.csrf import generate_csrf
+from markupsafe import Markup
+
+from ..extensions import current_broker, db
+from ..models import Reminder, User
+from ..timeutil import get_zone
+from ..web import format_local_date
+from .broker import Subscription
+from .outbox import latest_event_id
+
+# Built once: constructing a select costs about as much as running it on SQLite. A Core select
+# of four columns: no ORM objects, identity map or joinedload for a snapshot that every event,
+# connect and burst pays.
+_OPEN_BANNER = (
+    sa.select(Reminder.id, User.last_weight_at, User.created_at, User.timezone)
+    .join(User, User.id == Reminder.user_id)
+    .where(Reminder.open_for_user_id == sa.bindparam("user_id"))
+    .limit(1)
+)
+
+
+def _open_banner(user_id: int) -> sa.Row | None:
+    """The few columns the banner shows for the user's open reminder (None if none is open)."""
+    return db.session.execute(_OPEN_BANNER, {"user_id": user_id}).first()
+
+
+@dataclass(frozen=True, slots=True)
+class AreaLinks:
+    """What the banner takes from the request, captured once: a stream renders without one."""
+
+    log_url: str
+    dismiss_url: str
+    csrf_token: str
+
+    @classmethod
+    def from_request(cls) -> AreaLinks:
+        return cls(
+            log_url=url_for("tracking.dashboard", _anchor="quick-add"),
+            dismiss_url=url_for("reminders.dismiss_banner"),
+            csrf_token=generate_csrf(),
+        )
+
+
+_EMPTY_AREA = "weighin_empty_area"
+
+
+def _area_template():
+    # The environment caches the compiled template; rendering it directly skips the context
+    # processors (current_user, reminder_area...), which the banner does not use.
+    return current_app.jinja_env.get_template("reminders/_area.html")
+
+
+def empty_area() -> str:
+    """The area with no reminder: the same markup for every user, so rendered once per app."""
+    app = current_app._get_current_object()
+    cached = app.extensions.get(_EMPTY_AREA)
+    if cached is None:
+        cached = _area_template().render(banner=None)
+        if not app.jinja_env.auto_reload:  # a developer editing the template sees the change
+            app.extensions[_EMPTY_AREA] = cached
+    return cached
+
+
+def render_area(user_id: int, links: AreaLinks | None = None) -> str:
+    """The user's whole reminder area, the same for the page, dismiss and every transport.
+
+    Needs an app context and, without links, a request context to take them from.
+    """
+    row = _open_banner(user_id)
+    if row is None:
+        return empty_area()
+    reminder_id, last_weight_at, created_at, timezone = row
+    links = links or AreaLinks.from_request()
+    return _area_template().render(
+        banner={
+            "id": reminder_id,
+            "since": _local_date(last_weight_at or created_at, timezone),
+            "log_url": links.log_url,
+            "dismiss_url": links.dismiss_url,
+            "csrf_token": links.csrf_token,
+        }
+    )
+
+
+def reminder_area() -> Markup:
+    """The layout's area for whoever is viewing the page (the empty area when logged out)."""
+    if not current_user.is_authenticated:
+        return Markup(empty_area())
+    return Markup(render_area(current_user.id))
+
+
+def _local_date(value: datetime, timezone: str) -> str:
+    """The banner's date in the user's stored zone, without a loaded User (the page's filter reads
+    current_user); tests/test_events.py checks both give the same text."""
+    return format_local_date(value, get_zone(timezone))
+
+
+def read_state(
+    user_id: int, channels: tuple[str, ...], *, area: bool, links: AreaLinks | None = None
+) -> tuple[int, str | None]:
+    """The newest outbox id of the channels and (if asked) the rendered area, in one short session.
+
+    Every transport (the stream, polling, long polling, the WebSocket) reads through here; with
+    no channels it only renders the area (the id is then 0).
+    """
+    try:
+        newest = latest_event_id(channels) if channels else 0
+        html = render_area(user_id, links) if area else None
+    finally:
+        # Hand the connection back to the pool now: an idle stream must not hold one.
+        db.session.remove()
+    return newest, html
+
+
+def subscribe_and_read(
+    user_id: int, channels: tuple[str, ...], *, area: bool, links: AreaLinks | None = None
+) -> tuple[Subscription, int, str | None]:
+    """Subscribe to the channels, then read their newest id (and the area if asked).
+
+    In that order, so nothing committed in between is missed; the session is released before
+    returning, and the subscription is dropped again if the read fails.
+    """
+    broker = current_broker()
+    subscription = broker.subscribe(channels, current_app.config["SSE_QUEUE_SIZE"])
+    try:
+        newest, html = read_state(user_id, channels, area=area, links=links)
+    except BaseException:
+        broker.unsubscribe(subscription)
+        raise
+    return subscription, newest, html
