@@ -2,83 +2,17 @@
 
 from __future__ import annotations
 
-import re
 import socket
 import threading
 import time
-from datetime import timedelta
-from pathlib import Path
 
 import httpx
 import pytest
 from httpx_sse import connect_sse
 
-from webapp import create_app
-from webapp.extensions import db
-from webapp.models import User
-from webapp.timeutil import utcnow
-
-from .support import FAST_HASH, ServerProcess, flask_cli, server_env
+from .support import Seeder, ServerProcess, csrf_token, flask_cli, server_env
 
 GENEROUS = 5.0  # seconds: a bound for "at once" that a busy two-core machine still meets
-
-
-class Seeder:
-    """Users written straight into a server's database, and session cookies signed with its key.
-
-    Logging in this way needs no CSRF scraping and does not depend on the accounts pages.
-    """
-
-    def __init__(self, server):
-        self.server = server
-        self.app = create_app(
-            {
-                "TESTING": True,
-                "INSTANCE_PATH": str(Path(server.log_path).parent / "seed-instance"),
-                "SECRET_KEY": server.env["SECRET_KEY"],
-                "SQLALCHEMY_DATABASE_URI": server.env["DATABASE_URL"],
-                "PASSWORD_HASH_METHOD": FAST_HASH,
-            }
-        )
-
-    def user(
-        self, email: str, *, days_ago: float = 0, admin: bool = False, password: str = "correct horse"
-    ) -> int:
-        with self.app.app_context():
-            at = utcnow() - timedelta(days=days_ago)
-            user = User(email=email, created_at=at, last_active_at=at, reminder_clock=at, is_admin=admin)
-            user.set_password(password)
-            db.session.add(user)
-            db.session.commit()
-            user_id = user.id
-            db.session.remove()
-            return user_id
-
-    def cookie(self, user_id: int) -> str:
-        return self.app.session_interface.get_signing_serializer(self.app).dumps(
-            {"_user_id": str(user_id), "_fresh": True}
-        )
-
-    def client(self, user_id: int | None = None, **kwargs) -> httpx.Client:
-        client = httpx.Client(base_url=self.server.url, timeout=httpx.Timeout(30.0), **kwargs)
-        if user_id is not None:
-            # With the host as domain, the cookie the server sends back replaces it instead of joining it.
-            client.cookies.set("session", self.cookie(user_id), domain="127.0.0.1")
-        return client
-
-    def scan(self, days_ahead: float = 0) -> str:
-        now = (utcnow() + timedelta(days=days_ahead)).isoformat()
-        return flask_cli(["reminders", "scan", "--now", now], self.server.env).stdout
-
-    def close(self) -> None:
-        with self.app.app_context():
-            db.engine.dispose()
-
-
-def csrf_token(client: httpx.Client) -> str:
-    """The CSRF token a page of the app carries (and the session cookie now holds)."""
-    page = client.get("/account/settings").text
-    return re.search(r'"X-CSRFToken": "([^"]+)"', page).group(1)
 
 
 @pytest.fixture
