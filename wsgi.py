@@ -32,12 +32,11 @@ def _listen_address() -> tuple[str, int]:
 
 def main() -> None:
     """Serve with gevent's WSGI server, one process, as the embedded default."""
-    from gevent.pywsgi import WSGIServer
-
+    from webapp.connections import EmbeddedServer
     from webapp.serve import start_background_work
 
     host, port = _listen_address()
-    server = WSGIServer((host, port), app, log=None)
+    server = EmbeddedServer((host, port), app, log=None, request_timeout=app.config["REQUEST_TIMEOUT"])
     try:
         server.init_socket()
     except OSError as error:

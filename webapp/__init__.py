@@ -53,6 +53,16 @@ def create_app(config: dict | None = None) -> Flask:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         logging.getLogger("alembic").setLevel(logging.WARNING)
 
+    from .connections import ConnectionLimits
+
+    # Outermost, so its timers see every byte the servers write (webapp/connections.py).
+    app.wsgi_app = ConnectionLimits(
+        app.wsgi_app,
+        write_timeout=2 * app.config["SSE_HEARTBEAT"],
+        stream_lifetime=app.config["SSE_MAX_LIFETIME"],
+        request_timeout=app.config["REQUEST_TIMEOUT"],
+    )
+
     from . import errors, web
     from .extensions import csrf, db, install_broker, limiter, login_manager, migrate
 

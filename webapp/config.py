@@ -160,6 +160,8 @@ def load_config(instance_path: str | os.PathLike, env: Mapping[str, str] | None 
         "SSE_HEARTBEAT": _int_env(env, "SSE_HEARTBEAT", 15, 1, 3600),
         "SSE_MAX_LIFETIME": _int_env(env, "SSE_MAX_LIFETIME", 600, 5, 86400),
         "SSE_QUEUE_SIZE": _int_env(env, "SSE_QUEUE_SIZE", 64, 1, 100000),
+        # Seconds a client has to send a request's head (embedded server), and its body (both).
+        "REQUEST_TIMEOUT": _int_env(env, "REQUEST_TIMEOUT", 10, 1, 3600),
         "OUTBOX_RETENTION_DAYS": _int_env(env, "OUTBOX_RETENTION_DAYS", 7, 1, 3650),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
