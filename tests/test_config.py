@@ -200,3 +200,26 @@ def test_gunicorn_stops_instead_of_respawning_workers(tmp_path):
     assert "REMINDER_AFTER_DAYS must be a whole number" in result.stderr
     assert result.stderr.count("Weigh-in cannot start:") == 1
     assert "Traceback" not in result.stderr
+
+
+def test_redis_prefix_defaults_to_one_per_secret_key(tmp_path):
+    shared = {"DATABASE_URL": SHARED_DB, "BROKER_URL": "redis://cache:6379/0"}
+    one = config(tmp_path, SECRET_KEY=TEST_SECRET, **shared)["REDIS_PREFIX"]
+    assert one == config(tmp_path, SECRET_KEY=TEST_SECRET, **shared)["REDIS_PREFIX"]
+    other = config(tmp_path, SECRET_KEY=TEST_SECRET + "-other", **shared)["REDIS_PREFIX"]
+    assert one != other and one.startswith("weighin:") and one.endswith(":")
+    assert TEST_SECRET not in one
+
+
+@pytest.mark.parametrize(
+    ("raw", "prefix"),
+    [("weighin:prod:", "weighin:prod:"), ("acme-weighin", "acme-weighin:"), ("{w}", "{w}:")],
+)
+def test_redis_prefix_is_taken_as_given_with_one_separator(tmp_path, raw, prefix):
+    assert config(tmp_path, REDIS_PREFIX=raw)["REDIS_PREFIX"] == prefix
+
+
+@pytest.mark.parametrize("raw", ["has space", "glob*", "a?b", "[x]", "x" * 65, "caf\u00e9"])
+def test_redis_prefix_rejects_what_would_break_a_key_pattern(tmp_path, raw):
+    with pytest.raises(ConfigError, match="REDIS_PREFIX must be"):
+        config(tmp_path, REDIS_PREFIX=raw)

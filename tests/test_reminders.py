@@ -13,6 +13,7 @@ from webapp.events.outbox import prune
 from webapp.extensions import db
 from webapp.models import ADMINS_CHANNEL, OutboxEvent, Reminder, User, user_channel
 from webapp.reminders import lifecycle
+from webapp.timeutil import utcnow
 
 from .support import FAST_HASH, TEST_SECRET
 
@@ -295,6 +296,24 @@ def test_scan_command_prints_what_it_opened(app, runner):
     assert "1 reminder(s) opened" in result.output
     again = runner.invoke(args=["reminders", "scan", "--now", "2026-01-12T09:00:00Z"])
     assert "0 reminder(s) opened" in again.output
+
+
+def test_scan_command_prunes_the_outbox_on_the_real_clock(app, runner):
+    """A scan "as if" next month opens next month's reminders but keeps this week's outbox rows."""
+    real_now = utcnow()
+    with app.app_context():
+        for at in [real_now - 9 * DAY, real_now - 3 * DAY, real_now - DAY, real_now]:
+            db.session.add(OutboxEvent(channel="user:1", kind="test", created_at=at))
+        db.session.commit()
+    later = (real_now + 30 * DAY).isoformat()
+    result = runner.invoke(args=["reminders", "scan", "--now", later])
+    assert result.exit_code == 0, result.output
+    assert "1 old outbox row(s) pruned" in result.output
+    with app.app_context():
+        kept = db.session.scalars(db.select(OutboxEvent.created_at).order_by(OutboxEvent.id)).all()
+    assert [at.replace(tzinfo=None) for at in kept] == [
+        at.replace(tzinfo=None) for at in (real_now - 3 * DAY, real_now - DAY, real_now)
+    ]
 
 
 @pytest.mark.parametrize("bad", ["tomorrow", "2026-13-01", "", "12/11/2026"])

@@ -9,8 +9,9 @@ import time
 import pytest
 import redis
 
+from webapp import make_broker
 from webapp.events.outbox import announce
-from webapp.events.redis_broker import STREAMS_KEY, RedisBroker, format_message, parse_message
+from webapp.events.redis_broker import RedisBroker, format_message, parse_message
 from webapp.extensions import db, install_broker
 
 from .support import RedisServer, free_port, unavailable
@@ -83,6 +84,28 @@ def test_catch_up_dispatches_what_pubsub_missed_once(app):
     assert sub.queue.empty()
 
 
+def test_a_stray_message_with_another_channel_does_not_hide_an_outbox_row(app):
+    """Only the row itself (channel and id) counts as seen: "user:99:2" is not row 2 of user:1."""
+    broker = QuietRedisBroker(f"redis://127.0.0.1:{free_port()}/0", app)
+    sub = broker.subscribe(["user:1"], 50)
+    broker._catch_up()  # the listener's first read: the outbox is empty
+    broker._dispatch_once("user:99", 1)  # another deployment's, or a forged, message
+    with app.app_context():
+        announce("user:1", "the row that id 1 really is")
+        db.session.commit()
+    broker._catch_up()
+    broker._catch_up()  # the trailing read sees it even if the first pass raced its commit
+    assert sub.queue.get_nowait() == ("user:1", 1)
+    assert sub.queue.empty()
+
+
+def test_names_carry_the_deployments_prefix(app):
+    app.config["REDIS_PREFIX"] = "weighin:other:"
+    broker = make_broker("redis://127.0.0.1:6379/0", app)
+    assert broker.events_channel == "weighin:other:events"
+    assert broker.streams_key == "weighin:other:streams:"
+
+
 @pytest.fixture
 def private_redis(tmp_path):
     if shutil.which("redis-server") is None:
@@ -96,18 +119,18 @@ def test_stream_count_adds_up_live_processes(app, private_redis):
     broker = QuietRedisBroker(private_redis.url, app)
     other = redis.Redis.from_url(private_redis.url)
     try:
-        other.set(STREAMS_KEY + "host-b:123:abc", 5, ex=20)
-        other.set(STREAMS_KEY + "host-c:456:def", 2, ex=20)
+        other.set(broker.streams_key + "host-b:123:abc", 5, ex=20)
+        other.set(broker.streams_key + "host-c:456:def", 2, ex=20)
         subs = [broker.subscribe([f"user:{n}"], 5) for n in range(3)]
         broker._write_count(time.monotonic())
-        assert int(other.get(STREAMS_KEY + broker.instance)) == 3
+        assert int(other.get(broker.streams_key + broker.instance)) == 3
         assert broker.stream_count() == 3 + 5 + 2
-        other.delete(STREAMS_KEY + "host-b:123:abc")  # a process that died: its key expired
+        other.delete(broker.streams_key + "host-b:123:abc")  # a process that died: its key expired
         assert broker.stream_count() == 3 + 2
         broker.unsubscribe(subs[0])
         assert broker.stream_count() == 2 + 2
         broker.stop()
-        assert other.get(STREAMS_KEY + broker.instance) is None
+        assert other.get(broker.streams_key + broker.instance) is None
     finally:
         other.close()
 

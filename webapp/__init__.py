@@ -26,7 +26,7 @@ def make_broker(url: str, app: Flask) -> Broker:
         return MemoryBroker(app)
     from .events.redis_broker import RedisBroker
 
-    return RedisBroker(url, app)
+    return RedisBroker(url, app, prefix=app.config["REDIS_PREFIX"])
 
 
 def create_app(config: dict | None = None) -> Flask:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import secrets
@@ -133,6 +134,31 @@ def _broker_url(env: Mapping[str, str]) -> str:
     return url
 
 
+# Printable ASCII without spaces or glob characters, so the prefix is also safe in a SCAN pattern.
+_REDIS_PREFIX = re.compile(r"[A-Za-z0-9_.:{}-]{1,64}")
+
+
+def default_redis_prefix(secret_key: str) -> str:
+    """weighin:<10 hex>: from SECRET_KEY, which every worker and host of one deployment shares
+    and two deployments do not; a one-way digest, so Redis never sees the key itself."""
+    digest = hashlib.sha256(b"weighin redis prefix\0" + secret_key.encode()).hexdigest()
+    return f"weighin:{digest[:10]}:"
+
+
+def _redis_prefix(env: Mapping[str, str], secret_key: str) -> str:
+    """REDIS_PREFIX: what every Redis channel and key of this deployment starts with."""
+    raw = env.get("REDIS_PREFIX", "").strip()
+    if not raw:
+        return default_redis_prefix(secret_key)
+    if not _REDIS_PREFIX.fullmatch(raw):
+        raise ConfigError(
+            "REDIS_PREFIX must be 1 to 64 letters, digits or _ . : { } -, "
+            f"as in weighin:prod: ; got {raw!r}"
+        )
+    # One separator before the names the app adds ("events", "streams:...").
+    return raw if raw.endswith(":") else raw + ":"
+
+
 def rate_limit_storage_uri(broker_url: str) -> str:
     """Where failed logins are counted: the Redis of the broker, so all workers share one count."""
     return broker_url if broker_url.startswith("redis") else "memory://"
@@ -150,11 +176,15 @@ def load_config(instance_path: str | os.PathLike, env: Mapping[str, str] | None 
     broker_url = _broker_url(env)
     embedded = database_url.startswith("sqlite") and broker_url.startswith("memory")
     secure_cookies = _bool_env(env, "SESSION_COOKIE_SECURE", False)
+    secret_key = _secret_key(env, instance, embedded)
     return {
-        "SECRET_KEY": _secret_key(env, instance, embedded),
+        "SECRET_KEY": secret_key,
         "SQLALCHEMY_DATABASE_URI": database_url,
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "BROKER_URL": broker_url,
+        # Redis pub/sub ignores database numbers, so two deployments on one Redis server hear
+        # each other unless every channel and key carries a name of its own.
+        "REDIS_PREFIX": _redis_prefix(env, secret_key),
         "REMINDER_AFTER_DAYS": _int_env(env, "REMINDER_AFTER_DAYS", 7, 1, 3650),
         "REMINDER_SCAN_INTERVAL": _int_env(env, "REMINDER_SCAN_INTERVAL", 60, 0, 86400),
         "SSE_HEARTBEAT": _int_env(env, "SSE_HEARTBEAT", 15, 1, 3600),

@@ -41,14 +41,27 @@ def pg_template(tmp_path_factory):
 
 
 @pytest.fixture
-def pg_url(pg_template):
-    """A scratch database for one test, weighin_t_<random>, dropped afterwards."""
-    name = f"weighin_t_{secrets.token_hex(5)}"
+def scratch_database(pg_template):
+    """Make migrated scratch databases, weighin_t_<random> (`make()` gives a URL); dropped afterwards."""
+    names: list[str] = []
+
+    def make() -> str:
+        name = f"weighin_t_{secrets.token_hex(5)}"
+        with _admin_connection() as conn:
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
+        names.append(name)
+        return database_url(name)
+
+    yield make
     with _admin_connection() as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
-    yield database_url(name)
-    with _admin_connection() as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        for name in names:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_url(scratch_database):
+    """The test's scratch database."""
+    return scratch_database()
 
 
 @pytest.fixture
@@ -75,15 +88,14 @@ def scaleout_env(tmp_path, pg_url, redis_server):
     def make(name: str = "web", **overrides) -> dict:
         folder = tmp_path / name
         folder.mkdir(exist_ok=True)
-        return server_env(
-            folder,
-            DATABASE_URL=pg_url,
-            BROKER_URL=redis_server.url,
-            SSE_HEARTBEAT=1,
-            REMINDER_SCAN_INTERVAL=0,
-            WEB_LOG_LEVEL="info",
-            **overrides,
-        )
+        defaults = {
+            "DATABASE_URL": pg_url,
+            "BROKER_URL": redis_server.url,
+            "SSE_HEARTBEAT": 1,
+            "REMINDER_SCAN_INTERVAL": 0,
+            "WEB_LOG_LEVEL": "info",
+        }
+        return server_env(folder, **{**defaults, **overrides})
 
     return make
 

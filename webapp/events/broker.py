@@ -138,7 +138,7 @@ class MemoryBroker(Broker):
         self._follower = OutboxFollower(look_back=self.FIRST_LOOK_BACK, remember=self.SEEN_IDS)
 
     def publish(self, channel: str, event_id: int) -> None:
-        self._follower.first_time(event_id)
+        self._follower.first_time(channel, event_id)
         self.dispatch(channel, event_id)
 
     def start(self) -> None:

@@ -69,15 +69,18 @@ class OutboxFollower:
         self.look_back = look_back
         self.remember = remember
         self.page = page
-        self._seen: OrderedDict[int, None] = OrderedDict()
+        # Keyed by (channel, id): a stray or forged message on the wire ("user:9:56") must not
+        # make the outbox row 56 of another channel count as dispatched.
+        self._seen: OrderedDict[tuple[str, int], None] = OrderedDict()
         self._horizon: int | None = None
         self._previous_top = 0
 
-    def first_time(self, event_id: int) -> bool:
-        """Remember an id as dispatched; False when it already was."""
-        if event_id in self._seen:
+    def first_time(self, channel: str, event_id: int) -> bool:
+        """Remember an outbox row (channel and id) as dispatched; False when it already was."""
+        key = (channel, event_id)
+        if key in self._seen:
             return False
-        self._seen[event_id] = None
+        self._seen[key] = None
         if len(self._seen) > self.remember:
             self._seen.popitem(last=False)
         return True
@@ -92,7 +95,9 @@ class OutboxFollower:
         fresh = []
         while True:
             rows = events_after(top, limit=self.page)
-            fresh.extend((channel, event_id) for channel, event_id in rows if self.first_time(event_id))
+            fresh.extend(
+                (channel, event_id) for channel, event_id in rows if self.first_time(channel, event_id)
+            )
             if rows:
                 top = rows[-1][1]
             if len(rows) < self.page:

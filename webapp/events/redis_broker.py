@@ -31,9 +31,11 @@ from .outbox import OutboxFollower
 
 log = logging.getLogger(__name__)
 
-PREFIX = "weighin:"
-EVENTS_CHANNEL = PREFIX + "events"
-STREAMS_KEY = PREFIX + "streams:"
+# Every name starts with the deployment's REDIS_PREFIX (webapp/config.py), e.g. "weighin:prod:":
+# pub/sub ignores Redis database numbers, so two deployments on one server must not share names.
+DEFAULT_PREFIX = "weighin:"
+EVENTS_CHANNEL = "events"
+STREAMS_KEY = "streams:"
 
 # How long the listener waits on Redis before doing its periodic chores.
 TICK_SECONDS = 1.0
@@ -70,10 +72,12 @@ def parse_message(data) -> tuple[str, int] | None:
 class RedisBroker(Broker):
     """Broker for several processes: Redis pub/sub to wake them, the outbox to catch up."""
 
-    def __init__(self, url: str, app=None):
+    def __init__(self, url: str, app=None, prefix: str = DEFAULT_PREFIX):
         super().__init__()
         self.url = url
         self.app = app
+        self.events_channel = prefix + EVENTS_CHANNEL
+        self.streams_key = prefix + STREAMS_KEY
         self.instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._pid = os.getpid()
         self._client: redis.Redis | None = None
@@ -116,7 +120,7 @@ class RedisBroker(Broker):
             listener.kill(block=True, timeout=2)
         try:
             if self._client is not None:
-                self._client.delete(STREAMS_KEY + self.instance)
+                self._client.delete(self.streams_key + self.instance)
                 self._client.close()
         except redis.RedisError:
             pass
@@ -127,7 +131,7 @@ class RedisBroker(Broker):
         if time.monotonic() < self._publish_paused_until:
             return
         try:
-            self.client().publish(EVENTS_CHANNEL, format_message(channel, event_id))
+            self.client().publish(self.events_channel, format_message(channel, event_id))
         except (redis.RedisError, OSError) as error:
             self._publish_paused_until = time.monotonic() + PUBLISH_PAUSE_SECONDS
             log.warning(
@@ -143,8 +147,8 @@ class RedisBroker(Broker):
         local = self.local_stream_count()
         try:
             client = self.client()
-            keys = list(client.scan_iter(match=STREAMS_KEY + "*", count=500))
-            others = [key for key in keys if key.decode() != STREAMS_KEY + self.instance]
+            keys = list(client.scan_iter(match=self.streams_key + "*", count=500))
+            others = [key for key in keys if key.decode() != self.streams_key + self.instance]
             total = (
                 sum(int(value) for value in client.mget(others) if value and value.isdigit()) if others else 0
             )
@@ -159,14 +163,14 @@ class RedisBroker(Broker):
             pubsub = None
             try:
                 pubsub = self.client().pubsub()
-                pubsub.subscribe(EVENTS_CHANNEL)
+                pubsub.subscribe(self.events_channel)
                 self._await_subscribed(pubsub)
                 # Subscribed first, then read the outbox: nothing falls between the two.
                 # A database outage must not stop live delivery, hence quietly: the
                 # horizon stays put and the next pass tries again.
                 self._catch_up_quietly()
                 if not self.connected:
-                    log.info("broker listener %s subscribed to %s", self.instance, EVENTS_CHANNEL)
+                    log.info("broker listener %s subscribed to %s", self.instance, self.events_channel)
                 self.connected = True
                 delay = RECONNECT_MIN_SECONDS
                 self._listen(pubsub)
@@ -212,7 +216,7 @@ class RedisBroker(Broker):
             self._write_count(now)
 
     def _dispatch_once(self, channel: str, event_id: int) -> None:
-        if self._follower.first_time(event_id):
+        if self._follower.first_time(channel, event_id):
             self.dispatch(channel, event_id)
 
     def _catch_up_quietly(self) -> None:
@@ -240,5 +244,5 @@ class RedisBroker(Broker):
         written = self._count_written
         if written is not None and written[0] == count and now - written[1] < COUNT_REFRESH_SECONDS:
             return
-        self.client().set(STREAMS_KEY + self.instance, count, ex=COUNT_TTL_SECONDS)
+        self.client().set(self.streams_key + self.instance, count, ex=COUNT_TTL_SECONDS)
         self._count_written = (count, now)

@@ -32,7 +32,10 @@ class _Instant(click.ParamType):
 @reminders_cli.command("scan")
 @click.option("--now", type=_Instant(), default=None, help="Scan as if the clock read this ISO 8601 time.")
 def scan_command(now):
-    """Run one reminder scan (and prune old outbox rows), printing the reminders it opened."""
+    """Run one reminder scan (and prune old outbox rows), printing the reminders it opened.
+
+    --now moves the scan's clock only; outbox pruning always uses the real time.
+    """
     now = now or utcnow()
     config = current_app.config
     try:
@@ -43,7 +46,9 @@ def scan_command(now):
             f"(inactive since {reminder.inactive_since.isoformat()})"
             for reminder in created
         ]
-        pruned = prune(config["OUTBOX_RETENTION_DAYS"], now=now)
+        # On the real clock, whatever --now says: the outbox holds what streams resume from,
+        # and a scan "as if" next month must not delete this week's events.
+        pruned = prune(config["OUTBOX_RETENTION_DAYS"])
     except (OperationalError, ProgrammingError) as error:
         db.session.rollback()
         if "no such table" in str(error) or "does not exist" in str(error):
