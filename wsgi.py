@@ -44,6 +44,7 @@ def main() -> None:
         sys.exit(2)
     start_background_work(app)
     print(f"Weigh-in is running on http://{host}:{port}/  (Ctrl+C to stop)", flush=True)
+    print(f"Mail goes to {app.config['MAIL_DESTINATION']} (set MAIL_URL to send it by SMTP)", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

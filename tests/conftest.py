@@ -138,3 +138,15 @@ def browser():
         )
         yield browser
         browser.close()
+
+
+@pytest.fixture
+def smtp_server(tmp_path):
+    """A real SMTP server (aiosmtpd in a subprocess) on a free port; stopped at teardown."""
+    from .support import SmtpServer
+
+    folder = tmp_path / "smtp"
+    folder.mkdir()
+    server = SmtpServer(folder).start()
+    yield server
+    server.stop()

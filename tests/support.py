@@ -330,3 +330,58 @@ def csrf_token(client: httpx.Client) -> str:
     """The CSRF token a page of the app carries (and the session cookie now holds)."""
     page = client.get("/account/settings").text
     return re.search(r'"X-CSRFToken": "([^"]+)"', page).group(1)
+
+
+class SmtpServer:
+    """A real SMTP server (aiosmtpd, tests/smtp_sink.py) on a free port; read what it received."""
+
+    def __init__(self, folder: Path, port: int | None = None, auth: str = "", die_after: int = 0):
+        self.port = port or free_port()
+        self.folder = folder
+        self.auth = auth
+        self.die_after = die_after
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        credentials = f"{self.auth}@" if self.auth else ""
+        return f"smtp://{credentials}127.0.0.1:{self.port}"
+
+    def start(self) -> SmtpServer:
+        command = [sys.executable, str(ROOT / "tests" / "smtp_sink.py"), "--port", str(self.port)]
+        command += ["--folder", str(self.folder)] + (["--auth", self.auth] if self.auth else [])
+        command += ["--die-after", str(self.die_after)] if self.die_after else []
+        with open(self.folder.parent / f"smtp-{self.port}.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        wait_for_port(self.port, proc=self.proc)
+        return self
+
+    def kill(self) -> None:
+        """Stop at once, as a crashed server does."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        stop_process_group(self.proc, grace=5)
+
+    def messages(self) -> list:
+        """Every message received so far, oldest first, parsed by the standard email package."""
+        from email import policy
+        from email.parser import BytesParser
+
+        parser = BytesParser(policy=policy.default)
+        return [parser.parsebytes(path.read_bytes()) for path in sorted(self.folder.glob("*.eml"))]
+
+    def wait_for_messages(self, count: int, timeout: float = 30.0) -> list:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.messages()
+            if len(found) >= count:
+                return found
+            time.sleep(0.1)
+        raise AssertionError(
+            f"the SMTP server got {len(self.messages())} message(s), not {count}, in {timeout} s"
+        )

@@ -74,9 +74,10 @@ def create_app(config: dict | None = None) -> Flask:
     # The one broker of this process, started lazily on the first subscribe.
     install_broker(app, make_broker(app.config["BROKER_URL"], app))
 
-    from . import accounts, admin, cli, events, reminders, tracking
+    from . import accounts, admin, cli, events, mail, reminders, tracking
 
     events.init_app(app)
+    mail.init_app(app)
     accounts.init_app(app)
     tracking.init_app(app)
     reminders.init_app(app)

@@ -20,7 +20,7 @@ NOT_MIGRATED = "The database is not set up yet: run `flask --app wsgi db upgrade
 
 
 @contextmanager
-def _database_ready():
+def database_ready():
     """Turn 'no such table' and 'cannot connect' into one line a person can act on."""
     try:
         yield
@@ -65,14 +65,14 @@ def create_admin(email: str, password_stdin: bool) -> None:
     For a new account it asks for a password twice (or reads it with --password-stdin).
     An existing account keeps its password unless --password-stdin gives a new one.
     """
-    with _database_ready():
+    with database_ready():
         user = db.session.scalar(db.select(User).where(User.email == email))
     if user is not None and not password_stdin:
         if user.is_admin:
             click.echo(f"{email} is already an admin (password unchanged).")
             return
         user.is_admin = True
-        with _database_ready():
+        with database_ready():
             db.session.commit()
         click.echo(f"{email} is now an admin (password unchanged).")
         return
@@ -83,7 +83,7 @@ def create_admin(email: str, password_stdin: bool) -> None:
     else:
         user.set_password(password)
     user.is_admin = True
-    with _database_ready():
+    with database_ready():
         db.session.commit()
     click.echo(f"Admin {email} is ready.")
 
@@ -108,7 +108,7 @@ def demo_command(if_empty: bool, seed: int | None, no_scan: bool) -> None:
     """
     from .demo import ADMIN_EMAIL, fill_demo_data
 
-    with _database_ready():
+    with database_ready():
         if if_empty and db.session.scalar(db.select(User.id).limit(1)) is not None:
             click.echo("The database has users already; no demo data added.")
             return

@@ -7,8 +7,9 @@ import os
 import re
 import secrets
 from collections.abc import Mapping
+from email.utils import parseaddr
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 
 class ConfigError(ValueError):
@@ -159,6 +160,116 @@ def _redis_prefix(env: Mapping[str, str], secret_key: str) -> str:
     return raw if raw.endswith(":") else raw + ":"
 
 
+# MAIL_URL schemes and the port each one uses when the URL names none.
+MAIL_SCHEMES = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
+MAIL_URL_EXAMPLE = "smtp+starttls://user:password@mail.example.com:587"
+
+
+def mail_settings(env: Mapping[str, str], instance_path: Path) -> dict:
+    """MAIL_URL as Flask-Mailman settings: unset writes .eml files under instance/mail/."""
+    url = env.get("MAIL_URL", "").strip()
+    timeout = _int_env(env, "MAIL_TIMEOUT", 20, 1, 600)
+    if not url:
+        return {
+            "MAIL_BACKEND": "webapp.mail.eml",
+            "MAIL_FILE_PATH": str(instance_path / "mail"),
+            "MAIL_TIMEOUT": timeout,
+            "MAIL_DESTINATION": f"files in {instance_path / 'mail'}",
+        }
+    parts = urlsplit(url)
+    if parts.scheme not in MAIL_SCHEMES or "://" not in url:
+        raise ConfigError(
+            "MAIL_URL must start with smtp://, smtp+starttls:// or smtps://, "
+            f"as in {MAIL_URL_EXAMPLE}; got {_without_password(url)!r}"
+        )
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"MAIL_URL has an invalid port: {_without_password(url)!r}") from None
+    if not parts.hostname:
+        raise ConfigError(
+            f"MAIL_URL must name the mail server, as in {MAIL_URL_EXAMPLE}; got {_without_password(url)!r}"
+        )
+    if parts.path.strip("/") or parts.query or parts.fragment:
+        raise ConfigError(
+            "MAIL_URL takes only a scheme, credentials, host and port, as in "
+            f"{MAIL_URL_EXAMPLE}; got {_without_password(url)!r}"
+        )
+    if (parts.username is None) != (parts.password is None):
+        raise ConfigError("MAIL_URL must give both a user name and a password, or neither")
+    port = port or MAIL_SCHEMES[parts.scheme]
+    return {
+        "MAIL_BACKEND": "smtp",
+        "MAIL_SERVER": parts.hostname,
+        "MAIL_PORT": port,
+        "MAIL_USERNAME": unquote(parts.username) if parts.username is not None else None,
+        "MAIL_PASSWORD": unquote(parts.password) if parts.password is not None else None,
+        "MAIL_USE_TLS": parts.scheme == "smtp+starttls",
+        "MAIL_USE_SSL": parts.scheme == "smtps",
+        "MAIL_TIMEOUT": timeout,
+        "MAIL_DESTINATION": f"{parts.scheme}://{parts.hostname}:{port}",
+    }
+
+
+def _without_password(url: str) -> str:
+    """The URL as an error message may show it: never with its password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    return parts._replace(netloc=f"{parts.username}:***@{netloc}").geturl()
+
+
+def _mail_from(env: Mapping[str, str]) -> str:
+    """MAIL_FROM: who the messages come from, an address with an optional name."""
+    raw = env.get("MAIL_FROM", "").strip() or "Weigh-in <weighin@localhost>"
+    _, address = parseaddr(raw)
+    if "@" not in address or any(c.isspace() or ord(c) < 32 for c in address) or "\n" in raw:
+        raise ConfigError(
+            f"MAIL_FROM must be an address such as 'Weigh-in <weighin@example.com>', got {raw!r}"
+        )
+    return raw
+
+
+def parse_hours(raw: str) -> tuple[int, int]:
+    """'8-20' as (8, 20): from the start hour up to (not including) the end hour; 22-6 wraps."""
+    match = re.fullmatch(r"\s*([0-9]{1,2})\s*-\s*([0-9]{1,2})\s*", raw)
+    if not match:
+        raise ValueError("give two hours as START-END, such as 8-20")
+    start, end = int(match.group(1)), int(match.group(2))
+    if start > 23 or end > 24:
+        raise ValueError("the start hour must be 0 to 23 and the end hour 1 to 24")
+    if start == end:
+        raise ValueError("the start and end hours must differ")
+    return start, end
+
+
+def _email_hours(env: Mapping[str, str]) -> tuple[int, int]:
+    raw = env.get("REMINDER_EMAIL_HOURS", "").strip() or "8-20"
+    try:
+        return parse_hours(raw)
+    except ValueError as error:
+        raise ConfigError(
+            f"REMINDER_EMAIL_HOURS must be the local hours to send in, as START-END such as 8-20 "
+            f"({error}); got {raw!r}"
+        ) from None
+
+
+def _public_url(env: Mapping[str, str]) -> str:
+    """PUBLIC_URL: where the links in emails point, as people reach the site."""
+    url = env.get("PUBLIC_URL", "").strip() or "http://127.0.0.1:5000"
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - a malformed port only raises when read
+    except ValueError:
+        raise ConfigError(f"PUBLIC_URL has an invalid port: {url!r}") from None
+    if parts.scheme not in {"http", "https"} or not parts.hostname or parts.query or parts.fragment:
+        raise ConfigError(
+            f"PUBLIC_URL must be the site's address, such as https://weighin.example.com; got {url!r}"
+        )
+    return url.rstrip("/")
+
+
 def rate_limit_storage_uri(broker_url: str) -> str:
     """Where failed logins are counted: the Redis of the broker, so all workers share one count."""
     return broker_url if broker_url.startswith("redis") else "memory://"
@@ -207,4 +318,10 @@ def load_config(instance_path: str | os.PathLike, env: Mapping[str, str] | None 
         # would inherit whatever the previous app in the process chose (tests, benchmarks).
         "RATELIMIT_ENABLED": _bool_env(env, "RATELIMIT_ENABLED", True),
         "EMBEDDED": embedded,
+        **mail_settings(env, instance),
+        "MAIL_DEFAULT_SENDER": _mail_from(env),
+        "MAIL_SEND_INTERVAL": _int_env(env, "MAIL_SEND_INTERVAL", 30, 0, 86400),
+        "PUBLIC_URL": _public_url(env),
+        "REMINDER_EMAIL_AFTER": _int_env(env, "REMINDER_EMAIL_AFTER", 24 * 3600, 0, 365 * 86400),
+        "REMINDER_EMAIL_HOURS": _email_hours(env),
     }

@@ -27,6 +27,8 @@ def user_channel(user_id: int) -> str:
 
 class User(UserMixin, db.Model):
     __tablename__ = "users"
+    # The scan's index: one range per "remind me after" value (0 = the site's REMINDER_AFTER_DAYS).
+    __table_args__ = (sa.Index("ix_users_remind_after_days_clock", "remind_after_days", "reminder_clock"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(sa.String(254), unique=True)
@@ -44,6 +46,10 @@ class User(UserMixin, db.Model):
     # When inactivity starts counting towards the next reminder; NULL while one is open
     # or reminders are off, so the scan's range query only ever sees users who may need one.
     reminder_clock: Mapped[datetime | None] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    # The user's own "remind me after (days)"; 0 follows REMINDER_AFTER_DAYS.
+    remind_after_days: Mapped[int] = mapped_column(sa.SmallInteger, default=0, server_default="0")
+    # Email a reminder that no open page showed (off after an unsubscribe link).
+    email_reminders: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
 
     entries: Mapped[list[WeightEntry]] = relationship(
         back_populates="user", cascade="all, delete-orphan", lazy="dynamic"
@@ -158,6 +164,13 @@ class Reminder(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
 
+    # The first time a page showed the banner (stream, poll, long poll, WebSocket or page load).
+    shown_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When the escalation looks at it next: set at opening, pushed into the user's hours, and
+    # NULL once shown, emailed, ended or not to be emailed, so its scan sees only due reminders.
+    email_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    emailed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
     user: Mapped[User] = relationship(foreign_keys=[user_id])
 
 
@@ -187,3 +200,36 @@ class OutboxEvent(db.Model):
     channel: Mapped[str] = mapped_column(sa.String(64))
     kind: Mapped[str] = mapped_column(sa.String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class QueuedMail(db.Model):
+    """One message to send, written in the transaction that decided it; see webapp/mail/queue.py."""
+
+    __tablename__ = "mail_queue"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(sa.String(20))
+    user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # At most one message per reminder, whatever races: the database decides.
+    reminder_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("reminders.id", ondelete="SET NULL"), unique=True
+    )
+    to_address: Mapped[str] = mapped_column(sa.String(254))
+    subject: Mapped[str] = mapped_column(sa.String(200))
+    body_text: Mapped[str] = mapped_column(sa.Text)
+    body_html: Mapped[str] = mapped_column(sa.Text)
+    # Extra headers as JSON (List-Unsubscribe...); the Message-ID is fixed when queued, so a
+    # message sent again after a crash is recognisably the same message.
+    headers: Mapped[str] = mapped_column(sa.Text, default="{}")
+    message_id: Mapped[str] = mapped_column(sa.String(255), unique=True)
+    # queued -> sending -> sent, or back to queued (retry), or failed (given up).
+    status: Mapped[str] = mapped_column(sa.String(10), default="queued")
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    # When a sender may take it: the next try while queued, the lease's end while sending,
+    # NULL when sent or failed. The claim is one range on this index.
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    lease: Mapped[str | None] = mapped_column(sa.String(32))
+    last_error: Mapped[str | None] = mapped_column(sa.String(500))
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)

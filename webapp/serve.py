@@ -6,7 +6,9 @@ from flask import Flask
 
 
 def start_background_work(app: Flask) -> None:
-    """Start this process's reminder scanner, if REMINDER_SCAN_INTERVAL asks for one."""
+    """Start this process's reminder scanner and mail sender, unless their intervals are 0."""
+    from .mail.sender import start_sender
     from .reminders.scanner import start_scanner
 
     start_scanner(app)
+    start_sender(app)

@@ -15,7 +15,7 @@ from .lifecycle import scan
 reminders_cli = AppGroup("reminders", help="Reminder commands.")
 
 
-class _Instant(click.ParamType):
+class Instant(click.ParamType):
     name = "ISO-8601"
 
     def convert(self, value, param, ctx):
@@ -30,7 +30,7 @@ class _Instant(click.ParamType):
 
 
 @reminders_cli.command("scan")
-@click.option("--now", type=_Instant(), default=None, help="Scan as if the clock read this ISO 8601 time.")
+@click.option("--now", type=Instant(), default=None, help="Scan as if the clock read this ISO 8601 time.")
 def scan_command(now):
     """Run one reminder scan (and prune old outbox rows), printing the reminders it opened.
 
