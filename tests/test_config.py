@@ -223,3 +223,15 @@ def test_redis_prefix_is_taken_as_given_with_one_separator(tmp_path, raw, prefix
 def test_redis_prefix_rejects_what_would_break_a_key_pattern(tmp_path, raw):
     with pytest.raises(ConfigError, match="REDIS_PREFIX must be"):
         config(tmp_path, REDIS_PREFIX=raw)
+
+
+@pytest.mark.parametrize(("raw", "threshold"), [("none", None), ("off", None), ("0", 0), ("5", 5)])
+def test_prepare_threshold_in_the_database_url_goes_to_psycopg(tmp_path, raw, threshold):
+    cfg = config(tmp_path, SECRET_KEY=TEST_SECRET, DATABASE_URL=f"{SHARED_DB}?prepare_threshold={raw}")
+    assert cfg["SQLALCHEMY_DATABASE_URI"] == SHARED_DB
+    assert cfg["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"] == {"prepare_threshold": threshold}
+
+
+def test_a_bad_prepare_threshold_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="prepare_threshold must be none"):
+        config(tmp_path, SECRET_KEY=TEST_SECRET, DATABASE_URL=f"{SHARED_DB}?prepare_threshold=sometimes")

@@ -112,6 +112,35 @@ def _database_url(env: Mapping[str, str], instance_path: Path) -> str:
     return url
 
 
+def _engine_options(database_url: str) -> tuple[str, dict]:
+    """Pull prepare_threshold out of a PostgreSQL URL into psycopg's connect arguments.
+
+    psycopg would get the URL's text ("0", "none") and raise a TypeError; PgBouncer in
+    transaction mode needs prepared statements off, which is prepare_threshold=none.
+    """
+    options: dict = {"pool_pre_ping": True}
+    if not database_url.startswith("postgresql"):
+        return database_url, options
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    raw = url.query.get("prepare_threshold")
+    if raw is None:
+        return database_url, options
+    text = (raw if isinstance(raw, str) else raw[-1]).strip().lower()
+    if text in {"none", "off"}:
+        threshold = None
+    elif _INTEGER.fullmatch(text) and 0 <= int(text) <= 1000000:
+        threshold = int(text)
+    else:
+        raise ConfigError(
+            "DATABASE_URL's prepare_threshold must be none (for PgBouncer in transaction mode) "
+            f"or a whole number of executions, got {raw!r}"
+        )
+    options["connect_args"] = {"prepare_threshold": threshold}
+    return url.difference_update_query(["prepare_threshold"]).render_as_string(hide_password=False), options
+
+
 def _broker_url(env: Mapping[str, str]) -> str:
     """BROKER_URL: memory:// in one process, redis:// to fan out between workers and hosts."""
     url = env.get("BROKER_URL", "").strip() or "memory://"
@@ -283,7 +312,7 @@ def load_config(instance_path: str | os.PathLike, env: Mapping[str, str] | None 
         instance.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise ConfigError(f"cannot create the instance folder {instance}: {error.strerror}") from None
-    database_url = _database_url(env, instance)
+    database_url, engine_options = _engine_options(_database_url(env, instance))
     broker_url = _broker_url(env)
     embedded = database_url.startswith("sqlite") and broker_url.startswith("memory")
     secure_cookies = _bool_env(env, "SESSION_COOKIE_SECURE", False)
@@ -291,7 +320,7 @@ def load_config(instance_path: str | os.PathLike, env: Mapping[str, str] | None 
     return {
         "SECRET_KEY": secret_key,
         "SQLALCHEMY_DATABASE_URI": database_url,
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "SQLALCHEMY_ENGINE_OPTIONS": engine_options,
         "BROKER_URL": broker_url,
         # Redis pub/sub ignores database numbers, so two deployments on one Redis server hear
         # each other unless every channel and key carries a name of its own.

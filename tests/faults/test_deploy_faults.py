@@ -3,6 +3,7 @@ transaction mode, and a rolling restart of one host (docs/DEPLOY.md)."""
 
 from __future__ import annotations
 
+import os
 import secrets
 import time
 
@@ -73,3 +74,84 @@ def test_two_deployments_on_one_redis_server_keep_their_events(gunicorn, people,
             watcher.stop()
         for person in others:
             person.close()
+
+
+def _start_pgbouncer(folder, database_url: str):
+    """Debian's pgbouncer in transaction mode on a free port, in front of the test's database."""
+    import shutil
+    import subprocess
+    from urllib.parse import urlsplit
+
+    from ..support import free_port, unavailable, wait_for_port
+
+    binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+    if not os.path.exists(binary):
+        unavailable("pgbouncer is not installed (apt-get install pgbouncer)")
+    parts = urlsplit(database_url.replace("postgresql+psycopg://", "postgresql://"))
+    port = free_port()
+    (folder / "pgbouncer.ini").write_text(
+        "[databases]\n"
+        f"weighin = host={parts.hostname} port={parts.port or 5432} dbname={parts.path.lstrip('/')} "
+        f"user={parts.username}\n"
+        "[pgbouncer]\n"
+        f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir = {folder}\n"
+        "auth_type = any\npool_mode = transaction\ndefault_pool_size = 4\nmax_client_conn = 200\n"
+        f"logfile = {folder / 'pgbouncer.log'}\npidfile = {folder / 'pgbouncer.pid'}\n"
+    )
+    command = [binary, str(folder / "pgbouncer.ini")]
+    if os.geteuid() == 0:  # pgbouncer refuses to run as root; -u drops to an ordinary user
+        folder.chmod(0o777)
+        command[1:1] = ["-u", "postgres"]
+    proc = subprocess.Popen(command, start_new_session=True)
+    wait_for_port(port, proc=proc)
+    return proc, f"postgresql+psycopg://{parts.username}@127.0.0.1:{port}/weighin"
+
+
+def test_pgbouncer_transaction_mode_fails_no_transaction(gunicorn, pg_url, tmp_path):
+    """Through PgBouncer in transaction mode, with prepared statements off in DATABASE_URL,
+    concurrent requests on several workers (each reusing statements) all succeed."""
+    import tempfile
+    import threading
+    from pathlib import Path
+
+    import httpx
+
+    from ..support import stop_process_group
+
+    # Not under tmp_path: pytest's folders are private to this user, and pgbouncer may run as another.
+    folder = Path(tempfile.mkdtemp(prefix="weighin-pgbouncer-"))
+    proc, bouncer_url = _start_pgbouncer(folder, pg_url)
+    try:
+        web = gunicorn("bounced", workers=2, DATABASE_URL=bouncer_url + "?prepare_threshold=none")
+        group = [Person(f"pgb{n}-{secrets.token_hex(3)}@example.com") for n in range(4)]
+        for person in group:
+            person.signup(web.url)
+        failures: list[str] = []
+        counts = {"ok": 0}
+        lock = threading.Lock()
+
+        def browse(person: Person) -> None:
+            # More than psycopg's default prepare_threshold (5) of the same statements per connection.
+            for _ in range(20):
+                try:
+                    status = person.http.get(web.url + "/dashboard").status_code
+                except httpx.HTTPError as error:
+                    status = repr(error)
+                with lock:
+                    if status == 200:
+                        counts["ok"] += 1
+                    else:
+                        failures.append(f"{person.email}: {status}")
+
+        threads = [threading.Thread(target=browse, args=(person,)) for person in group]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        for person in group:
+            person.close()
+        assert failures == [], failures[:5]
+        assert counts["ok"] == 80
+        assert "prepared statement" not in web.log()
+    finally:
+        stop_process_group(proc, grace=5)
