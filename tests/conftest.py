@@ -11,7 +11,21 @@ from webapp import create_app
 from webapp.extensions import db
 from webapp.models import User
 
-from .support import FAST_HASH, TEST_SECRET, ServerProcess, flask_cli, server_env, unavailable
+from .support import (
+    FAST_HASH,
+    TEST_SECRET,
+    ServerProcess,
+    flask_cli,
+    server_env,
+    translations_script,
+    unavailable,
+)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compiled_translations():
+    """The .mo files built from the .po files as they are now (git keeps only the .po files)."""
+    translations_script("compile")
 
 
 def build_app(tmp_path, name: str = "test", **overrides):

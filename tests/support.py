@@ -33,6 +33,12 @@ def unavailable(reason: str):
     pytest.skip(reason)
 
 
+def translations_script(*args: str) -> None:
+    """Run scripts/translations with this interpreter's pybabel (compile, extract FILE...)."""
+    env = {**os.environ, "PYBABEL": str(Path(sys.executable).parent / "pybabel")}
+    subprocess.run([str(ROOT / "scripts" / "translations"), *args], env=env, check=True, timeout=60)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -63,7 +63,7 @@ def create_app(config: dict | None = None) -> Flask:
         request_timeout=app.config["REQUEST_TIMEOUT"],
     )
 
-    from . import errors, web
+    from . import errors, i18n, web
     from .extensions import csrf, db, install_broker, limiter, login_manager, migrate
 
     db.init_app(app)
@@ -71,6 +71,7 @@ def create_app(config: dict | None = None) -> Flask:
     csrf.init_app(app)
     limiter.init_app(app)
     login_manager.init_app(app)
+    i18n.init_app(app)
     # The one broker of this process, started lazily on the first subscribe.
     install_broker(app, make_broker(app.config["BROKER_URL"], app))
 

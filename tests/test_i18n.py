@@ -1,0 +1,69 @@
+"""Languages: the catalogue covers every string, and a page speaks the language it is asked for."""
+
+from __future__ import annotations
+
+import pytest
+from babel.messages.pofile import read_po
+
+from .support import ROOT, translations_script
+
+CATALOGUES = {"ko": ROOT / "translations" / "ko" / "LC_MESSAGES" / "messages.po"}
+KOREAN_BROWSER = "ko-KR,ko;q=0.9,en-US;q=0.8,en;q=0.7"
+
+
+def _read(path):
+    with open(path, "rb") as file:
+        return read_po(file)
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    """Every string the code and the templates mark for translation, extracted as pybabel does."""
+    pot = tmp_path_factory.mktemp("i18n") / "messages.pot"
+    translations_script("extract", str(pot))
+    return _read(pot)
+
+
+@pytest.mark.parametrize("language", sorted(CATALOGUES))
+def test_catalogue_has_every_string_translated(template, language):
+    catalogue = _read(CATALOGUES[language])
+    problems = []
+    for message in template:
+        if not message.id:
+            continue
+        entry = catalogue.get(message.id, message.context)
+        label = message.id if isinstance(message.id, str) else message.id[0]
+        if entry is None:
+            problems.append(f"missing: {label!r}")
+            continue
+        strings = entry.string if isinstance(entry.string, tuple) else (entry.string,)
+        if not all(strings):
+            problems.append(f"not translated: {label!r}")
+        if entry.fuzzy:
+            problems.append(f"fuzzy (check it, then drop the flag): {label!r}")
+    known = {(message.id, message.context) for message in template if message.id}
+    for entry in catalogue:
+        if entry.id and (entry.id, entry.context) not in known:
+            problems.append(f"no longer in the code: {entry.id!r}")
+    for entry, errors in catalogue.check():
+        problems.extend(f"{entry.id!r}: {error}" for error in errors)
+    assert not problems, (
+        f"translations/{language} is out of step with the code; run ./scripts/translations update "
+        "and fill in every empty msgstr:\n" + "\n".join(problems)
+    )
+
+
+def test_anonymous_page_follows_accept_language(client):
+    page = client.get("/account/login", headers={"Accept-Language": KOREAN_BROWSER})
+    html = page.get_data(as_text=True)
+    assert '<html lang="ko">' in html
+    assert "본문으로 건너뛰기" in html
+    assert "Accept-Language" in page.headers["Vary"]
+
+
+@pytest.mark.parametrize("header", [None, "fr-FR,fr;q=0.9", "en-GB,en;q=0.9,ko;q=0.5", "*", "ko;q=x"])
+def test_other_browsers_get_english(client, header):
+    page = client.get("/account/login", headers={"Accept-Language": header} if header else {})
+    html = page.get_data(as_text=True)
+    assert '<html lang="en">' in html
+    assert "Skip to content" in html
