@@ -67,3 +67,21 @@ def test_other_browsers_get_english(client, header):
     html = page.get_data(as_text=True)
     assert '<html lang="en">' in html
     assert "Skip to content" in html
+
+
+def test_sign_up_errors_speak_korean(client):
+    page = client.post(
+        "/account/signup",
+        data={"email": "not an address", "password": "short"},
+        headers={"Accept-Language": KOREAN_BROWSER},
+    )
+    html = page.get_data(as_text=True)
+    assert page.status_code == 422
+    assert "올바른 이메일 주소를 입력하세요" in html
+    assert "8자 이상 입력하세요." in html
+    assert ">비밀번호</label>" in html
+
+
+def test_login_required_message_speaks_korean(client):
+    page = client.get("/dashboard", headers={"Accept-Language": KOREAN_BROWSER}, follow_redirects=True)
+    assert "이 페이지를 보려면 로그인하세요." in page.get_data(as_text=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from flask import Flask, request
+from flask import Flask, has_request_context, request
 from flask_babel import get_locale
 
 from .extensions import babel
@@ -40,7 +40,12 @@ def _user_locale() -> str | None:
 
 
 def select_locale() -> str:
-    """Flask-Babel's locale selector: the user's setting, else Accept-Language, else English."""
+    """Flask-Babel's locale selector: the user's setting, else Accept-Language, else English.
+
+    Outside a request (the CLI, the background loops) English, unless the caller forces a locale.
+    """
+    if not has_request_context():
+        return DEFAULT_LANGUAGE
     return _user_locale() or accept_language_locale()
 
 

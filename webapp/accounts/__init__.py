@@ -1,6 +1,7 @@
 """Accounts: sign up, log in and out, settings."""
 
 from flask import Flask
+from flask_babel import lazy_gettext as _l
 
 from ..extensions import db, login_manager
 from ..models import User
@@ -21,7 +22,9 @@ def _load_user(user_id: str):
 
 def init_app(app: Flask) -> None:
     login_manager.login_view = "accounts.login"
-    login_manager.login_message = "Please log in to see that page."
+    login_manager.login_message = _l("Please log in to see that page.")
+    # Flask-Login flashes the message into the session, which stores only plain strings.
+    login_manager.localize_callback = str
     login_manager.login_message_category = "info"
     login_manager.session_protection = "basic"
     throttle.init_app(app)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from email_validator import EmailNotValidError, validate_email
+from flask_babel import gettext as _
 
 MAX_EMAIL_LENGTH = 254
 
@@ -16,12 +17,12 @@ def validated_email(value: str) -> str:
     """The normalised address if it is a valid one; ValueError with a message a person can act on."""
     email = normalise_email(value or "")
     if not email:
-        raise ValueError("Enter your email address.")
+        raise ValueError(_("Enter your email address."))
     if len(email) > MAX_EMAIL_LENGTH:
-        raise ValueError(f"An email address has at most {MAX_EMAIL_LENGTH} characters.")
+        raise ValueError(_("An email address has at most %(max)d characters.", max=MAX_EMAIL_LENGTH))
     try:
         # Syntax only: a sign-up must not wait on DNS, and test domains have no mail servers.
         result = validate_email(email, check_deliverability=False)
     except EmailNotValidError:
-        raise ValueError("Enter a valid email address, such as ada@example.com.") from None
+        raise ValueError(_("Enter a valid email address, such as ada@example.com.")) from None
     return normalise_email(result.normalized)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, PasswordField, SelectChoice, SelectField, StringField
 from wtforms.validators import DataRequired, Length, ValidationError
@@ -12,7 +14,7 @@ from .emails import MAX_EMAIL_LENGTH, normalise_email, validated_email
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 200
 MAX_DISPLAY_NAME_LENGTH = 80
-UNITS = (SelectChoice("kg", "Kilograms (kg)"), SelectChoice("lb", "Pounds (lb)"))
+UNITS = (SelectChoice("kg", _l("Kilograms (kg)")), SelectChoice("lb", _l("Pounds (lb)")))
 
 
 def _strip(value):
@@ -21,12 +23,13 @@ def _strip(value):
 
 def _email_field() -> EmailField:
     return EmailField(
-        "Email",
+        _l("Email"),
         filters=[normalise_email],
         validators=[
-            DataRequired("Enter your email address."),
+            DataRequired(_l("Enter your email address.")),
             Length(
-                max=MAX_EMAIL_LENGTH, message=f"An email address has at most {MAX_EMAIL_LENGTH} characters."
+                max=MAX_EMAIL_LENGTH,
+                message=_l("An email address has at most %(max)d characters.", max=MAX_EMAIL_LENGTH),
             ),
         ],
     )
@@ -35,15 +38,15 @@ def _email_field() -> EmailField:
 def _check_password_length(form, field) -> None:
     # Two messages rather than WTForms' "between 8 and 200": a person needs to know which end they hit.
     if len(field.data) < MIN_PASSWORD_LENGTH:
-        raise ValidationError(f"Use at least {MIN_PASSWORD_LENGTH} characters.")
+        raise ValidationError(_("Use at least %(min)d characters.", min=MIN_PASSWORD_LENGTH))
     if len(field.data) > MAX_PASSWORD_LENGTH:
-        raise ValidationError(f"Use at most {MAX_PASSWORD_LENGTH} characters.")
+        raise ValidationError(_("Use at most %(max)d characters.", max=MAX_PASSWORD_LENGTH))
 
 
 class SignupForm(FlaskForm):
     email = _email_field()
     password = PasswordField(
-        "Password", validators=[DataRequired("Choose a password."), _check_password_length]
+        _l("Password"), validators=[DataRequired(_l("Choose a password.")), _check_password_length]
     )
 
     def validate_email(self, field) -> None:
@@ -58,40 +61,45 @@ class SignupForm(FlaskForm):
 class LoginForm(FlaskForm):
     email = _email_field()
     password = PasswordField(
-        "Password",
+        _l("Password"),
         validators=[
-            DataRequired("Enter your password."),
-            Length(max=MAX_PASSWORD_LENGTH, message="That email and password do not match an account."),
+            DataRequired(_l("Enter your password.")),
+            Length(max=MAX_PASSWORD_LENGTH, message=_l("That email and password do not match an account.")),
         ],
     )
-    remember = BooleanField("Remember me")
+    remember = BooleanField(_l("Remember me"))
 
 
 class SettingsForm(FlaskForm):
     display_name = StringField(
-        "Display name",
+        _l("Display name"),
         filters=[_strip],
         validators=[
-            Length(max=MAX_DISPLAY_NAME_LENGTH, message=f"Use at most {MAX_DISPLAY_NAME_LENGTH} characters.")
+            Length(
+                max=MAX_DISPLAY_NAME_LENGTH,
+                message=_l("Use at most %(max)d characters.", max=MAX_DISPLAY_NAME_LENGTH),
+            )
         ],
     )
-    unit = SelectField("Unit", choices=list(UNITS), validate_choice=False)
-    timezone = StringField("Time zone", filters=[_strip], validators=[DataRequired("Choose a time zone.")])
-    reminders_enabled = BooleanField("Remind me when I have not logged for a while")
+    unit = SelectField(_l("Unit"), choices=list(UNITS), validate_choice=False)
+    timezone = StringField(
+        _l("Time zone"), filters=[_strip], validators=[DataRequired(_l("Choose a time zone."))]
+    )
+    reminders_enabled = BooleanField(_l("Remind me when I have not logged for a while"))
 
     def validate_display_name(self, field) -> None:
         if field.data and any(ord(c) < 32 or ord(c) == 127 for c in field.data):
-            raise ValidationError("Use letters, digits, spaces and punctuation only.")
+            raise ValidationError(_("Use letters, digits, spaces and punctuation only."))
 
     def validate_unit(self, field) -> None:
         if field.data not in {choice.value for choice in UNITS}:
-            raise ValidationError("Choose kilograms (kg) or pounds (lb).")
+            raise ValidationError(_("Choose kilograms (kg) or pounds (lb)."))
 
     def validate_timezone(self, field) -> None:
         canonical = canonical_timezone(field.data)
         if canonical is None:
             raise ValidationError(
-                "Choose a time zone from the list, such as Europe/Berlin or America/New_York."
+                _("Choose a time zone from the list, such as Europe/Berlin or America/New_York.")
             )
         field.data = canonical
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -17,8 +20,8 @@ from .forms import LoginForm, SettingsForm, SignupForm
 
 bp = Blueprint("accounts", __name__)
 
-DUPLICATE_EMAIL = "An account with this email already exists. Log in instead."
-WRONG_CREDENTIALS = "That email and password do not match an account."
+DUPLICATE_EMAIL = _l("An account with this email already exists. Log in instead.")
+WRONG_CREDENTIALS = _l("That email and password do not match an account.")
 
 
 def new_user(email: str, password: str, now=None) -> User:
@@ -48,7 +51,7 @@ def signup():
     if form.validate_on_submit():
         exists = db.session.scalar(db.select(User.id).where(User.email == form.email.data))
         if exists:
-            form.email.errors.append(DUPLICATE_EMAIL)
+            form.email.errors.append(str(DUPLICATE_EMAIL))
         else:
             user = new_user(form.email.data, form.password.data)
             db.session.add(user)
@@ -57,10 +60,10 @@ def signup():
             except IntegrityError:
                 # Two sign-ups with one address at the same moment: the unique index decides.
                 db.session.rollback()
-                form.email.errors.append(DUPLICATE_EMAIL)
+                form.email.errors.append(str(DUPLICATE_EMAIL))
             else:
                 login_user(user)
-                flash("Welcome to Weigh-in! Log your first weight below.", "success")
+                flash(_("Welcome to Weigh-in! Log your first weight below."), "success")
                 return redirect(url_for("tracking.dashboard"))
     status = 422 if form.errors else 200
     return render_template("accounts/signup.html", form=form), status
@@ -79,7 +82,11 @@ def login():
         email = form.email.data
         blocked = throttle.blocked_minutes(email)
         if blocked is not None:
-            error = f"Too many failed attempts. Try again in {blocked} minute{'s' if blocked != 1 else ''}."
+            error = ngettext(
+                "Too many failed attempts. Try again in %(num)d minute.",
+                "Too many failed attempts. Try again in %(num)d minutes.",
+                blocked,
+            )
             status = 429
         else:
             user = db.session.scalar(db.select(User).where(User.email == email))
@@ -90,7 +97,7 @@ def login():
                 login_user(user, remember=form.remember.data)
                 return redirect(next_url or url_for("tracking.dashboard"))
             throttle.count_failure(email)
-            error = WRONG_CREDENTIALS
+            error = str(WRONG_CREDENTIALS)
             status = 422
     elif form.errors:
         status = 422
@@ -101,7 +108,7 @@ def login():
 def logout():
     """Log out (POST only, so a link or an image elsewhere cannot do it)."""
     logout_user()
-    flash("You have logged out.", "info")
+    flash(_("You have logged out."), "info")
     return redirect(url_for("accounts.login"))
 
 
@@ -117,7 +124,7 @@ def settings():
         user.timezone = form.timezone.data
         set_reminders_enabled(user, form.reminders_enabled.data, utcnow())
         db.session.commit()
-        flash("Settings saved.", "success")
+        flash(_("Settings saved."), "success")
         return redirect(url_for("accounts.settings"))
     status = 422 if form.errors else 200
     return render_template("accounts/settings.html", form=form, timezones=timezone_names()), status
