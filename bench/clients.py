@@ -344,7 +344,7 @@ class ClientPool:
     def wait_connected(self, timeout: float, progress=None) -> dict:
         """Poll until every client has connected (or timeout); returns the last merged report."""
         deadline = time.monotonic() + timeout
-        collected = {"connect_times": [], "events": []}
+        collected: dict[str, list] = {"connect_times": [], "events": []}
         while True:
             report = self.report()
             collected["connect_times"] += report["connect_times"]

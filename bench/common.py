@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import sqlalchemy as sa
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -292,9 +294,9 @@ def bulk_users(
                     _copy(engine, "weight_entries", ENTRY_COLUMNS, entries)
             else:
                 with engine.begin() as conn:
-                    conn.execute(User.__table__.insert(), batch)
+                    conn.execute(sa.insert(User), batch)
                     if entries:
-                        conn.execute(WeightEntry.__table__.insert(), entries)
+                        conn.execute(sa.insert(WeightEntry), entries)
             done += len(batch)
         if postgres:
             with engine.begin() as conn:
@@ -471,7 +473,7 @@ class ControlPublisher:
         """Open a reminder for each user in one transaction; (time just before commit, [(reminder, user)])."""
         reply = self._ask("remind " + " ".join(map(str, user_ids)))
         t0 = float(reply[1])
-        pairs = [tuple(map(int, item.split(":"))) for item in reply[2:]]
+        pairs = [(int(reminder), int(user)) for reminder, user in (item.split(":") for item in reply[2:])]
         return t0, pairs
 
     def reset(self) -> None:

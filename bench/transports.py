@@ -172,8 +172,8 @@ def plot(rows: list[dict], path: Path) -> None:
                         va="bottom",
                         fontsize=7,
                     )
-            for x, row in zip(xs, found, strict=True):
-                if row is None:
+            for x, found_row in zip(xs, found, strict=True):
+                if found_row is None:
                     axis.annotate(
                         "not run", (x, axis.get_ylim()[0]), ha="center", va="bottom", fontsize=7, rotation=90
                     )

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from flask import Flask
+from flask.sessions import SecureCookieSessionInterface
 
 from webapp import create_app
 from webapp.extensions import db
@@ -312,9 +314,7 @@ class Seeder:
             return user_id
 
     def cookie(self, user_id: int) -> str:
-        return self.app.session_interface.get_signing_serializer(self.app).dumps(
-            {"_user_id": str(user_id), "_fresh": True}
-        )
+        return session_cookie(self.app, user_id)
 
     def client(self, user_id: int | None = None, **kwargs) -> httpx.Client:
         client = httpx.Client(base_url=self.server.url, timeout=httpx.Timeout(30.0), **kwargs)
@@ -330,6 +330,15 @@ class Seeder:
     def close(self) -> None:
         with self.app.app_context():
             db.engine.dispose()
+
+
+def session_cookie(app: Flask, user_id: int) -> str:
+    """A session cookie value Flask-Login accepts as a logged-in user, signed with the app's key."""
+    interface = app.session_interface
+    assert isinstance(interface, SecureCookieSessionInterface), "the app keeps Flask's signed-cookie sessions"
+    serializer = interface.get_signing_serializer(app)
+    assert serializer is not None, "the app has a SECRET_KEY"
+    return serializer.dumps({"_user_id": str(user_id), "_fresh": True})
 
 
 def csrf_token(client: httpx.Client) -> str:

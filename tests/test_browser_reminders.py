@@ -50,7 +50,7 @@ class Tab:
 
     def __init__(self, context, url: str, *, connected: bool = True):
         self.page = context.new_page()
-        self.stream_requests = []
+        self.stream_requests: list = []
         self.page.on("request", lambda r: self.stream_requests.append(r) if "/events" in r.url else None)
         self.page.goto(url)
         if not connected:

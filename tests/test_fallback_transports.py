@@ -15,7 +15,7 @@ from webapp.models import User, user_channel
 from webapp.reminders.lifecycle import open_reminder
 from webapp.timeutil import utcnow
 
-from .support import FAST_HASH, TEST_SECRET
+from .support import FAST_HASH, TEST_SECRET, session_cookie
 
 ANONYMOUS_ROUTES = ["/events/area", "/events/wait?after=0", "/events/area?after=abc"]
 BAD_AFTER = ["abc", "-1", "1.5", "", " ", "0x10", "\uff19", "1e3", "99999999999999999999999", "\x00", "5;6"]
@@ -173,8 +173,7 @@ def _signed_in_cookie(database_url: str, tmp_path, email: str, backdate_days: in
         db.session.commit()
         user_id = user.id
         db.engine.dispose()
-    serializer = app.session_interface.get_signing_serializer(app)
-    return serializer.dumps({"_user_id": str(user_id), "_fresh": True}), user_id
+    return session_cookie(app, user_id), user_id
 
 
 def test_websocket_pushes_the_snapshot_then_news(make_server, tmp_path):

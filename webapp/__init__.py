@@ -47,7 +47,10 @@ def create_app(config: dict | None = None) -> Flask:
         from werkzeug.middleware.proxy_fix import ProxyFix
 
         hops = app.config["PROXY_FIX"]
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+        # Wrapping wsgi_app is how Flask documents middleware; its annotation as a method cannot say so.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops
+        )
 
     if not app.debug and not app.testing:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -56,7 +59,7 @@ def create_app(config: dict | None = None) -> Flask:
     from .connections import ConnectionLimits
 
     # Outermost, so its timers see every byte the servers write (webapp/connections.py).
-    app.wsgi_app = ConnectionLimits(
+    app.wsgi_app = ConnectionLimits(  # type: ignore[method-assign]
         app.wsgi_app,
         write_timeout=2 * app.config["SSE_HEARTBEAT"],
         stream_lifetime=app.config["SSE_MAX_LIFETIME"],

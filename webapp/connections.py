@@ -22,6 +22,7 @@ import socket
 import struct
 import time
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import gevent
 from gevent.pywsgi import WSGIHandler, WSGIServer
@@ -123,7 +124,7 @@ class _GuardedBody:
         self._chunks: Iterator[bytes] | None = None
         self._sock = sock
         self._stall_limit = stall_limit
-        self._timer = None
+        self._timer: Any = None  # a gevent timer while a write is pending
 
     def _arm(self) -> None:
         # One libev timer, not a greenlet: it only fires if the server's write has to wait.

@@ -170,7 +170,9 @@ def _local_morning(day: datetime, zone_name: str, rng: random.Random) -> datetim
     return local.astimezone(day.tzinfo)
 
 
-def _weights(profile: Profile, created_at: datetime, last_day: datetime, rng: random.Random) -> list[dict]:
+def _weights(
+    profile: Profile, start_kg: float, created_at: datetime, last_day: datetime, rng: random.Random
+) -> list[dict]:
     """Weight rows from sign-up to the last active day: most days, a trend, daily noise."""
     rows: list[dict] = []
     days = (last_day.date() - created_at.date()).days
@@ -180,7 +182,7 @@ def _weights(profile: Profile, created_at: datetime, last_day: datetime, rng: ra
             continue
         measured_at = _local_morning(created_at + timedelta(days=offset), profile.timezone, rng)
         measured_at = min(max(measured_at, created_at), last_day)
-        kg = profile.start_kg + profile.kg_per_day * offset + rng.gauss(0.0, 0.35)
+        kg = start_kg + profile.kg_per_day * offset + rng.gauss(0.0, 0.35)
         kg = min(MAX_KG, max(MIN_KG, kg))
         note = rng.choice(NOTES) if rng.random() < 0.06 else ""
         rows.append(
@@ -220,7 +222,9 @@ def _add_sample_user(
     db.session.add(user)
     db.session.flush()
 
-    weights = _weights(profile, created_at, last_day, rng) if profile.start_kg is not None else []
+    weights = (
+        _weights(profile, profile.start_kg, created_at, last_day, rng) if profile.start_kg is not None else []
+    )
     if weights:
         for row in weights:
             row["user_id"] = user.id
@@ -241,7 +245,7 @@ def _add_sample_user(
                 created_at=first["measured_at"] + timedelta(minutes=2),
             )
         )
-    if profile.late_goal_days_ago is not None and weights:
+    if profile.late_goal_days_ago is not None and profile.goal_kg is not None and weights:
         latest = weights[-1]
         goals.append(
             GoalChange(

@@ -33,6 +33,16 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
+
+if TYPE_CHECKING:
+    # mypy cannot follow a base class held in an attribute (python/mypy#8603); db.Model is Base
+    # with Flask-SQLAlchemy's Model mixed in, so models subclass this name instead.
+    from flask_sqlalchemy.model import Model as _FlaskModel
+
+    class Model(Base, _FlaskModel):
+        pass
+else:
+    Model = db.Model
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()

@@ -10,7 +10,7 @@ from flask_login import UserMixin
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from .extensions import db
+from .extensions import Model, db
 from .timeutil import UTCDateTime, utcnow
 
 # Outbox ids must grow without bound on PostgreSQL; SQLite only autoincrements INTEGER keys.
@@ -25,7 +25,7 @@ def user_channel(user_id: int) -> str:
     return f"user:{user_id}"
 
 
-class User(UserMixin, db.Model):
+class User(UserMixin, Model):
     __tablename__ = "users"
     # The scan's index: one range per "remind me after" value (0 = the site's REMINDER_AFTER_DAYS).
     __table_args__ = (sa.Index("ix_users_remind_after_days_clock", "remind_after_days", "reminder_clock"),)
@@ -100,7 +100,7 @@ class User(UserMixin, db.Model):
         return db.session.scalars(db.select(Reminder).where(Reminder.open_for_user_id == self.id)).first()
 
 
-class WeightEntry(db.Model):
+class WeightEntry(Model):
     __tablename__ = "weight_entries"
     __table_args__ = (
         sa.Index("ix_weight_entries_user_measured", "user_id", "measured_at"),
@@ -123,7 +123,7 @@ class WeightEntry(db.Model):
         return self.mass_g / GRAMS_PER_KG
 
 
-class GoalChange(db.Model):
+class GoalChange(Model):
     """One setting of the goal weight; the newest row is the current goal."""
 
     __tablename__ = "goal_changes"
@@ -147,7 +147,7 @@ class GoalChange(db.Model):
         return "lose" if self.start_g > self.target_g else "gain"
 
 
-class Reminder(db.Model):
+class Reminder(Model):
     """A nudge to an inactive user: open, then resolved (activity) or dismissed."""
 
     __tablename__ = "reminders"
@@ -174,7 +174,7 @@ class Reminder(db.Model):
     user: Mapped[User] = relationship(foreign_keys=[user_id])
 
 
-class AdminAction(db.Model):
+class AdminAction(Model):
     """An audit row for what an admin did to a user (remind now, grant or revoke admin)."""
 
     __tablename__ = "admin_actions"
@@ -190,7 +190,7 @@ class AdminAction(db.Model):
     user: Mapped[User] = relationship(foreign_keys=[user_id])
 
 
-class OutboxEvent(db.Model):
+class OutboxEvent(Model):
     """'Channel X has news': written in the same transaction as the change it announces."""
 
     __tablename__ = "outbox"
@@ -202,7 +202,7 @@ class OutboxEvent(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
-class QueuedMail(db.Model):
+class QueuedMail(Model):
     """One message to send, written in the transaction that decided it; see webapp/mail/queue.py."""
 
     __tablename__ = "mail_queue"

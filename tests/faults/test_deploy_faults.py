@@ -133,6 +133,7 @@ def test_pgbouncer_transaction_mode_fails_no_transaction(gunicorn, pg_url, tmp_p
         def browse(person: Person) -> None:
             # More than psycopg's default prepare_threshold (5) of the same statements per connection.
             for _ in range(20):
+                status: int | str
                 try:
                     status = person.http.get(web.url + "/dashboard").status_code
                 except httpx.HTTPError as error:

@@ -41,7 +41,7 @@ def remind_now(admin: User, user: User, now: datetime) -> RemindResult:
     if user.open_reminder() is None:
         reminder = open_reminder(user.id, now, source="admin", admin_id=admin.id)
     repeated = reminder is None
-    if repeated:
+    if reminder is None:
         # Already open (or opened a moment ago by a scanner): ask their pages to show it again.
         reminder = user.open_reminder()
         if reminder is None:

@@ -21,7 +21,7 @@ from flask import (
 from flask_login import current_user, login_required
 
 from ..extensions import current_broker, db
-from ..models import User
+from ..models import Reminder, User
 from ..timeutil import utcnow
 from ..web import is_htmx, render_page_or_fragment, safe_next
 from . import actions
@@ -64,6 +64,13 @@ def _filter() -> InactiveFilter:
     return InactiveFilter.from_args(request.args, current_app.config["REMINDER_AFTER_DAYS"])
 
 
+def _reminded_by(reminder: Reminder | None, emails: dict[int, str]) -> str | None:
+    """The email of the admin who sent this reminder, if an admin did."""
+    if reminder is None or reminder.created_by_id is None:
+        return None
+    return emails.get(reminder.created_by_id)
+
+
 def _inactive_context(flt: InactiveFilter) -> dict:
     """Everything the inactive-users page and its live fragment show."""
     now = utcnow()
@@ -78,7 +85,7 @@ def _inactive_context(flt: InactiveFilter) -> dict:
             "days": days_inactive(user, now),
             "state": reminder_state(user, latest.get(user.id)),
             "reminder": latest.get(user.id),
-            "reminded_by": emails.get(latest[user.id].created_by_id) if user.id in latest else None,
+            "reminded_by": _reminded_by(latest.get(user.id), emails),
         }
         for user in page.users
     ]

@@ -67,7 +67,8 @@ def _area_template():
 
 def empty_area() -> str:
     """The area with no reminder: the same markup for every user, so rendered once per app."""
-    app = current_app._get_current_object()
+    # The proxy is typed as the Flask app it stands for, which hides its own accessor.
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
     cached = app.extensions.get(_EMPTY_AREA)
     if cached is None:
         cached = _area_template().render(banner=None)

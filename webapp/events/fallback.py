@@ -77,7 +77,7 @@ def area():
     after = _after_param()
     newest, _ = read_state(user_id, (user_channel(user_id),), area=False)
     if _is_current(after, newest):
-        return _nothing_new(after)
+        return _nothing_new(newest)
     return _snapshot_response(user_id, newest)
 
 
@@ -94,6 +94,7 @@ def wait():
     try:
         if not _is_current(after, newest):
             return _snapshot_response(user_id, newest)
+        # From here on the client's `after` is `newest`.
         deadline = time.monotonic() + timeout
         while (remaining := deadline - time.monotonic()) > 0:
             # Whatever is queued comes at once, and one fresh snapshot covers it all.
@@ -101,9 +102,9 @@ def wait():
             if not batch:
                 break
             event_id = max(event_id for _, event_id in batch)
-            if subscription.overflowed or event_id > after:
+            if subscription.overflowed or event_id > newest:
                 return _snapshot_response(user_id, event_id)
-        return _nothing_new(after)
+        return _nothing_new(newest)
     finally:
         broker.unsubscribe(subscription)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from datetime import timedelta
+from typing import cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -92,7 +93,7 @@ class OutboxFollower:
             # listener started must still get what was committed in between.
             self._horizon = self._previous_top = max(0, latest_event_id_anywhere() - self.look_back)
         top = self._horizon
-        fresh = []
+        fresh: list[tuple[str, int]] = []
         while True:
             rows = events_after(top, limit=self.page)
             fresh.extend(
@@ -110,8 +111,12 @@ def prune(older_than_days: int, now=None) -> int:
     """Delete outbox rows older than the retention period, keeping each channel's newest row."""
     cutoff = (now or utcnow()) - timedelta(days=older_than_days)
     newest = db.select(sa.func.max(OutboxEvent.id)).group_by(OutboxEvent.channel)
-    result = db.session.execute(
-        sa.delete(OutboxEvent).where(OutboxEvent.created_at < cutoff, OutboxEvent.id.not_in(newest))
+    # A DELETE's result is a CursorResult (it has rowcount); Session.execute is annotated for SELECTs.
+    result = cast(
+        sa.CursorResult,
+        db.session.execute(
+            sa.delete(OutboxEvent).where(OutboxEvent.created_at < cutoff, OutboxEvent.id.not_in(newest))
+        ),
     )
     db.session.commit()
     return result.rowcount or 0

@@ -84,7 +84,8 @@ def stream():
     # the headers, since nothing written after them can change the session. The links are the
     # same for every snapshot, so they are built once too.
     links = AreaLinks.from_request()
-    app = current_app._get_current_object()
+    # The proxy is typed as the Flask app it stands for, which hides its own accessor.
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
 
     # The first snapshot is read here, on the connection that loaded current_user, which is
     # released before the stream idles: one checkout per connect (a reconnect storm queues on them).
@@ -123,7 +124,7 @@ def stream():
                 # environ, session and loaded User) alive between events.
                 with app.app_context():
                     newest, html = read_state(user_id, channels, area=own_channel in news, links=links)
-                if sent is not None and newest <= sent:
+                if newest <= sent:
                     continue  # a late or repeated wake-up: nothing the client has not seen
                 yield _snapshot_events(html, newest, admins=ADMINS_CHANNEL in news)
                 sent = newest

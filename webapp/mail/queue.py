@@ -16,6 +16,7 @@ import smtplib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import formatdate, make_msgid, parseaddr
+from typing import cast
 
 import sqlalchemy as sa
 from flask import current_app, render_template
@@ -189,19 +190,23 @@ def _permanent(error: BaseException) -> bool:
 
 
 def _record_sent(item: _Claimed, lease: str, now: datetime) -> None:
-    result = db.session.execute(
-        sa.update(QueuedMail)
-        .where(QueuedMail.id == item.id, QueuedMail.lease == lease)
-        .values(
-            status="sent",
-            sent_at=now,
-            due_at=None,
-            lease=None,
-            attempts=QueuedMail.attempts + 1,
-            last_attempt_at=now,
-            last_error=None,
-        )
-        .execution_options(synchronize_session=False)
+    # An UPDATE's result is a CursorResult (it has rowcount); Session.execute is annotated for SELECTs.
+    result = cast(
+        sa.CursorResult,
+        db.session.execute(
+            sa.update(QueuedMail)
+            .where(QueuedMail.id == item.id, QueuedMail.lease == lease)
+            .values(
+                status="sent",
+                sent_at=now,
+                due_at=None,
+                lease=None,
+                attempts=QueuedMail.attempts + 1,
+                last_attempt_at=now,
+                last_error=None,
+            )
+            .execution_options(synchronize_session=False)
+        ),
     )
     db.session.commit()
     if result.rowcount == 0:

@@ -57,14 +57,15 @@ def parse_local(text: str | None, zone: tzinfo, now: datetime) -> datetime:
 class _UserForm(FlaskForm):
     """A form that knows the user's unit, time zone and the current time for its checks."""
 
-    def __init__(
-        self, *args, unit: str = "kg", zone: tzinfo | None = None, now: datetime | None = None, **kwargs
-    ):
+    # The parsed weight, set by validation: read it only after validate_on_submit() passed, so a
+    # form that was never validated fails loudly instead of storing None.
+    grams: int
+
+    def __init__(self, *args, unit: str = "kg", zone: tzinfo = UTC, now: datetime | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.unit = unit
         self.zone = zone
         self.now = now or utcnow()
-        self.grams: int | None = None
 
 
 class EntryForm(_UserForm):
@@ -78,10 +79,8 @@ class EntryForm(_UserForm):
         filters=[_strip],
         validators=[Length(max=500, message="Keep the note to 500 characters or fewer.")],
     )
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.measured_at_utc: datetime | None = None
+    # The moment in UTC, set by validation like grams.
+    measured_at_utc: datetime
 
     def prefill_now(self) -> None:
         """Show the current time in the user's zone as the default date and time."""

@@ -117,7 +117,7 @@ def is_reached(goal_direction: str, trend_g: float, target_g: float) -> bool:
 
 def progress(start_g: float | None, target_g: float, trend_g: float) -> float | None:
     """The share of the way from start to goal covered by the trend, 0 to 1; None for 'maintain'."""
-    if direction(start_g, target_g) == "maintain":
+    if start_g is None or direction(start_g, target_g) == "maintain":
         return None
     fraction = (start_g - trend_g) / (start_g - target_g)
     return min(1.0, max(0.0, fraction))
@@ -186,7 +186,7 @@ def summarize(
     entries: Sequence[tuple[datetime, int]],
     zone: tzinfo,
     target_g: int | None = None,
-    start_g: int | None = None,
+    start_g: float | None = None,
     goal_set_at: datetime | None = None,
 ) -> Summary:
     """Everything the dashboard needs from (measured_at, grams) entries and the current goal.
@@ -201,7 +201,12 @@ def summarize(
         since = goal_set_at.astimezone(zone).date() if goal_set_at else points[0].day
         start_g = next((p.trend_g for p in points if p.day >= since), points[-1].trend_g)
     goal_direction = direction(start_g, target_g) if target_g is not None else None
-    reached = bool(trend is not None and target_g is not None and is_reached(goal_direction, trend, target_g))
+    reached = (
+        trend is not None
+        and target_g is not None
+        and goal_direction is not None
+        and is_reached(goal_direction, trend, target_g)
+    )
     return Summary(
         points=points,
         latest_g=latest[1] if latest else None,

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 
+import sqlalchemy as sa
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
@@ -60,7 +62,7 @@ def _weights(user: User) -> list[tuple]:
     ]
 
 
-def _log(user: User) -> list:
+def _log(user: User) -> Sequence[sa.Row]:
     """A user's whole log, newest first, as light rows (id, measured_at, mass_g, note).
 
     The dashboard needs the times and weights of every entry for the trend and the first few
