@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
-import uuid
 from datetime import UTC, datetime, timedelta
 
-import pytest
 import sqlalchemy as sa
 
 from webapp import create_app
 from webapp.extensions import db
 from webapp.models import Reminder, User
 
-from .support import FAST_HASH, ROOT, TEST_SECRET, flask_cli, server_env, unavailable
+from .support import FAST_HASH, ROOT, TEST_SECRET, flask_cli, server_env
 
 USERS = 600
 SIGNED_UP = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 SCAN_AT = (SIGNED_UP + timedelta(days=8)).isoformat()
-POSTGRES_ADMIN_URL = os.environ.get(
-    "WEIGHIN_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 
 
 def _seed(database_url: str, tmp_path) -> None:
@@ -115,30 +109,6 @@ def test_two_scans_at_once_on_sqlite(tmp_path):
     flask_cli(["db", "upgrade"], env)
     _seed(env["DATABASE_URL"], tmp_path)
     _assert_one_each(env["DATABASE_URL"], tmp_path, _two_scans_at_once(env))
-
-
-@pytest.fixture
-def postgres_url():
-    """A scratch PostgreSQL database of its own, dropped afterwards."""
-    try:
-        import psycopg
-
-        admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except Exception as error:  # noqa: BLE001 - any failure to connect means "not here"
-        unavailable(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {error}")
-    name = f"weighin_remscan_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = admin.url.set(database=name).render_as_string(hide_password=False)
-    try:
-        yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-        del psycopg
 
 
 def test_two_scans_at_once_on_postgresql(tmp_path, postgres_url):

@@ -222,7 +222,8 @@ class QueuedMail(Model):
     # message sent again after a crash is recognisably the same message.
     headers: Mapped[str] = mapped_column(sa.Text, default="{}")
     message_id: Mapped[str] = mapped_column(sa.String(255), unique=True)
-    # queued -> sending -> sent, or back to queued (retry), or failed (given up).
+    # queued -> sending -> sent, or back to queued (retry), or failed (given up); a queued
+    # reminder message whose reminder was shown or ended first becomes cancelled.
     status: Mapped[str] = mapped_column(sa.String(10), default="queued")
     attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
     # When a sender may take it: the next try while queued, the lease's end while sending,

@@ -27,7 +27,7 @@ from .outbox import latest_event_id
 # of four columns: no ORM objects, identity map or joinedload for a snapshot that every event,
 # connect and burst pays.
 _OPEN_BANNER = (
-    sa.select(Reminder.id, User.last_weight_at, User.created_at, User.timezone)
+    sa.select(Reminder.id, Reminder.shown_at, User.last_weight_at, User.created_at, User.timezone)
     .join(User, User.id == Reminder.user_id)
     .where(Reminder.open_for_user_id == sa.bindparam("user_id"))
     .limit(1)
@@ -80,14 +80,14 @@ def empty_area() -> str:
 def render_area(user_id: int, links: AreaLinks | None = None) -> str:
     """The user's whole reminder area, the same for the page, dismiss and every transport.
 
-    Needs an app context and, without links, a request context to take them from.
+    Rendering an open reminder's banner for the first time records that a page showed it. Needs an app context and, without links, a request context to take them from.
     """
     row = _open_banner(user_id)
     if row is None:
         return empty_area()
-    reminder_id, last_weight_at, created_at, timezone = row
+    reminder_id, shown_at, last_weight_at, created_at, timezone = row
     links = links or AreaLinks.from_request()
-    return _area_template().render(
+    html = _area_template().render(
         banner={
             "id": reminder_id,
             "since": _local_date(last_weight_at or created_at, timezone),
@@ -96,6 +96,13 @@ def render_area(user_id: int, links: AreaLinks | None = None) -> str:
             "csrf_token": links.csrf_token,
         }
     )
+    if shown_at is None:
+        # The banner is going onto a page: no email for this reminder (once; then shown_at is set).
+        # Imported here: the reminders package imports this module for its views.
+        from ..reminders.escalation import record_shown
+
+        record_shown(reminder_id)
+    return html
 
 
 def reminder_area() -> Markup:

@@ -10,6 +10,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from ..events.outbox import prune
 from ..extensions import db
 from ..timeutil import parse_iso_instant, utcnow
+from .escalation import escalate
 from .lifecycle import scan
 
 reminders_cli = AppGroup("reminders", help="Reminder commands.")
@@ -32,9 +33,10 @@ class Instant(click.ParamType):
 @reminders_cli.command("scan")
 @click.option("--now", type=Instant(), default=None, help="Scan as if the clock read this ISO 8601 time.")
 def scan_command(now):
-    """Run one reminder scan (and prune old outbox rows), printing the reminders it opened.
+    """Run one reminder scan: open reminders, queue the emails of those no page showed, prune.
 
-    --now moves the scan's clock only; outbox pruning always uses the real time.
+    Prints the reminders it opened and the emails it queued (`mail send` sends them). --now moves
+    the scan's clock only; outbox pruning always uses the real time.
     """
     now = now or utcnow()
     config = current_app.config
@@ -45,6 +47,11 @@ def scan_command(now):
             f"opened reminder {reminder.id} for user {reminder.user_id} "
             f"(inactive since {reminder.inactive_since.isoformat()})"
             for reminder in created
+        ]
+        emailed = escalate(now)
+        lines += [
+            f"queued email for reminder {item.reminder_id} of user {item.user_id} to {item.to}"
+            for item in emailed
         ]
         # On the real clock, whatever --now says: the outbox holds what streams resume from,
         # and a scan "as if" next month must not delete this week's events.
@@ -59,7 +66,8 @@ def scan_command(now):
     for line in lines:
         click.echo(line)
     click.echo(
-        f"scan at {now.isoformat()}: {len(created)} reminder(s) opened, {pruned} old outbox row(s) pruned"
+        f"scan at {now.isoformat()}: {len(created)} reminder(s) opened, {len(emailed)} email(s) queued, "
+        f"{pruned} old outbox row(s) pruned"
     )
 
 

@@ -16,6 +16,7 @@ from ..events.outbox import announce, announce_to_user_and_admins
 from ..extensions import db
 from ..models import ADMINS_CHANNEL, Reminder, User, user_channel
 from ..timeutil import utcnow
+from .escalation import cancel_reminder_mail, first_email_at
 
 
 def _end_open_reminder(user: User, status: str, now: datetime) -> Reminder | None:
@@ -25,6 +26,9 @@ def _end_open_reminder(user: User, status: str, now: datetime) -> Reminder | Non
     reminder.status = status
     reminder.open_for_user_id = None
     reminder.ended_at = now
+    reminder.email_at = None
+    # Back before its message went out: the message is not needed any more.
+    cancel_reminder_mail(reminder.id)
     return reminder
 
 
@@ -94,7 +98,10 @@ def open_reminder(
     if due_before is not None:
         condition.append(User.reminder_clock <= due_before)
     claimed = db.session.execute(
-        sa.update(User).where(*condition).values(reminder_clock=None).returning(User.last_active_at)
+        sa.update(User)
+        .where(*condition)
+        .values(reminder_clock=None)
+        .returning(User.last_active_at, User.timezone, User.email_reminders)
     ).first()
     if claimed is None:
         return None
@@ -106,6 +113,7 @@ def open_reminder(
         source=source,
         created_by_id=admin_id,
         created_at=now,
+        email_at=first_email_at(now, claimed.timezone, claimed.email_reminders),
     )
     try:
         with db.session.begin_nested():
@@ -131,7 +139,9 @@ class OpenedReminder(NamedTuple):
 
 
 def _claim_due_users(cutoff: datetime, limit: int):
-    """Clear the reminder clock of up to `limit` due users in one UPDATE; returns (id, last_active_at).
+    """Clear the reminder clock of up to `limit` due users in one UPDATE.
+
+    Returns (id, last_active_at, timezone, email_reminders) rows.
 
     The re-check of the clock in the UPDATE itself is what makes the claim safe: a weight logged
     meanwhile moved the clock past the cut-off, and a concurrent scanner's claim set it to NULL.
@@ -148,7 +158,7 @@ def _claim_due_users(cutoff: datetime, limit: int):
         sa.update(User)
         .where(User.id.in_(due.scalar_subquery()), User.reminder_clock <= cutoff)
         .values(reminder_clock=None)
-        .returning(User.id, User.last_active_at)
+        .returning(User.id, User.last_active_at, User.timezone, User.email_reminders)
         .execution_options(synchronize_session=False)
     ).all()
 
@@ -176,11 +186,12 @@ def scan(now: datetime | None = None, after_days: int = 7, batch: int = 1000) ->
                 inactive_since=last_active_at,
                 source="scan",
                 created_at=now,
+                email_at=first_email_at(now, timezone, email_reminders),
             )
-            for user_id, last_active_at in claimed
+            for user_id, last_active_at, timezone, email_reminders in claimed
         ]
         db.session.add_all(reminders)
-        for user_id, _ in claimed:
+        for user_id, *_ in claimed:
             announce(user_channel(user_id), "reminder")
         announce(ADMINS_CHANNEL, "reminder")
         try:
@@ -189,7 +200,7 @@ def scan(now: datetime | None = None, after_days: int = 7, batch: int = 1000) ->
             # Only possible if an open reminder exists for a user whose clock was still running:
             # undo the batch and let the one-at-a-time path (savepoint per user) sort it out.
             db.session.rollback()
-            for user_id, _ in claimed:
+            for user_id, *_ in claimed:
                 reminder = open_reminder(user_id, now, due_before=cutoff)
                 if reminder is not None:
                     db.session.flush()

@@ -33,6 +33,8 @@ def scan_lock(engine: sa.Engine):
 def _scan_forever(app: Flask, interval: int) -> None:
     from ..events.outbox import prune
     from ..extensions import db
+    from ..mail.sender import wake_sender
+    from .escalation import escalate
     from .lifecycle import scan
 
     while True:
@@ -45,6 +47,10 @@ def _scan_forever(app: Flask, interval: int) -> None:
                         created = scan(after_days=app.config["REMINDER_AFTER_DAYS"])
                         if created:
                             log.info("reminder scan opened %d reminder(s)", len(created))
+                        emailed = escalate()
+                        if emailed:
+                            log.info("reminder scan queued %d email(s)", len(emailed))
+                            wake_sender()
                         prune(app.config["OUTBOX_RETENTION_DAYS"])
             except Exception:
                 log.exception("reminder scan failed; trying again in %s s", interval)

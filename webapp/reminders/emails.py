@@ -1,0 +1,36 @@
+"""The reminder email: rendered from templates/mail/reminder.*, queued by the escalation."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from ..mail.links import public_url
+from ..mail.queue import enqueue, render_message
+from ..models import User
+from ..units import format_weight
+
+
+def queue_reminder_email(user: User, reminder_id: int, now: datetime) -> None:
+    """Queue the reminder's message in the current transaction (the caller commits)."""
+    latest = user.latest_entry()
+    since = user.last_weight_at or user.created_at
+    context = {
+        "name": user.name,
+        "days": max(0, (now - since).days),
+        "ever_logged": user.last_weight_at is not None,
+        "last_weight": format_weight(latest.mass_g, user.unit) if latest is not None else "",
+        "unit": user.unit,
+        "log_url": public_url("tracking.dashboard", _anchor="quick-add"),
+        "settings_url": public_url("accounts.settings"),
+    }
+    text, html = render_message("reminder", **context)
+    enqueue(
+        kind="reminder",
+        to=user.email,
+        subject="Time to log your weight",
+        text=text,
+        html=html,
+        user_id=user.id,
+        reminder_id=reminder_id,
+        now=now,
+    )

@@ -1,0 +1,162 @@
+"""Escalation: a reminder that no open page showed is emailed once, at a decent hour for its user.
+
+A reminder's `email_at` is set when it opens (REMINDER_EMAIL_AFTER later, moved into the user's
+REMINDER_EMAIL_HOURS in their own zone) and cleared the moment a page shows the banner, the
+reminder ends, or the user turns email reminders off, so `escalate` reads one index range of
+reminders that are due. The claim that clears `email_at` and the queued message commit together,
+and mail_queue.reminder_id is unique: one message per reminder, whatever races. See
+docs/DECISIONS.md ("Mail (issue 13)").
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from typing import NamedTuple, cast
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from flask import current_app
+
+from ..extensions import db
+from ..models import QueuedMail, Reminder, User
+from ..timeutil import get_zone, utcnow
+
+BATCH = 200
+
+
+def in_hours(hour: int, hours: tuple[int, int]) -> bool:
+    """Whether a local hour lies in START-END (END not included; 22-6 wraps past midnight)."""
+    start, end = hours
+    return start <= hour < end if start < end else hour >= start or hour < end
+
+
+def next_in_hours(moment: datetime, zone: ZoneInfo, hours: tuple[int, int]) -> datetime:
+    """The first instant at or after `moment` whose local hour in `zone` lies in `hours` (UTC)."""
+    local = moment.astimezone(zone)
+    if in_hours(local.hour, hours):
+        return moment
+    start = datetime.combine(local.date(), time(hours[0]), tzinfo=zone)
+    if start <= local:
+        start = datetime.combine(local.date() + timedelta(days=1), time(hours[0]), tzinfo=zone)
+    return start.astimezone(moment.tzinfo)
+
+
+def first_email_at(opened_at: datetime, timezone: str, email_reminders: bool) -> datetime | None:
+    """When a reminder opened at `opened_at` may first be emailed (None: never, email is off)."""
+    if not email_reminders:
+        return None
+    config = current_app.config
+    after = opened_at + timedelta(seconds=config["REMINDER_EMAIL_AFTER"])
+    return next_in_hours(after, get_zone(timezone), config["REMINDER_EMAIL_HOURS"])
+
+
+def cancel_reminder_mail(reminder_id: int) -> None:
+    """Drop a reminder's message that no sender has taken yet (the user came back first)."""
+    db.session.execute(
+        sa.update(QueuedMail)
+        .where(QueuedMail.reminder_id == reminder_id, QueuedMail.status == "queued")
+        .values(status="cancelled", due_at=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+_MARK_SHOWN = (
+    sa.update(Reminder)
+    .where(Reminder.id == sa.bindparam("reminder_id"), Reminder.shown_at.is_(None))
+    .values(shown_at=sa.bindparam("now"), email_at=None)
+    .execution_options(synchronize_session=False)
+)
+
+
+def record_shown(reminder_id: int, now: datetime | None = None) -> None:
+    """A page got the reminder's banner: note it (first time only), so no email follows; commits.
+
+    Called only while the reminder's shown_at reads NULL, so each reminder pays this once.
+    """
+    # An UPDATE's result is a CursorResult (it has rowcount); Session.execute is annotated for SELECTs.
+    result = cast(
+        sa.CursorResult, db.session.execute(_MARK_SHOWN, {"reminder_id": reminder_id, "now": now or utcnow()})
+    )
+    if result.rowcount:
+        cancel_reminder_mail(reminder_id)
+    db.session.commit()
+
+
+class Escalated(NamedTuple):
+    """What an escalation pass queued (plain values, readable after the commit)."""
+
+    reminder_id: int
+    user_id: int
+    to: str
+
+
+def _claim_due(now: datetime, limit: int) -> list[tuple[int, int]]:
+    """Clear email_at of up to `limit` due, open, unshown reminders; returns (reminder id, user id).
+
+    As with the scan's claim, the UPDATE re-checks what the subquery chose: a banner shown or a
+    reminder ended meanwhile cleared email_at, and a concurrent escalation's claim did too.
+    """
+    due = (
+        sa.select(Reminder.id)
+        .where(Reminder.email_at <= now)
+        .order_by(Reminder.email_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    rows = db.session.execute(
+        sa.update(Reminder)
+        .where(
+            Reminder.id.in_(due.scalar_subquery()),
+            Reminder.email_at <= now,
+            Reminder.shown_at.is_(None),
+            Reminder.open_for_user_id.is_not(None),
+        )
+        .values(email_at=None)
+        .returning(Reminder.id, Reminder.user_id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    return [(reminder_id, user_id) for reminder_id, user_id in rows]
+
+
+def escalate(now: datetime | None = None, batch: int = BATCH) -> list[Escalated]:
+    """Queue the email of every reminder that is due one; commits per batch, returns what it queued.
+
+    A claimed reminder whose user's hour is (now) outside REMINDER_EMAIL_HOURS, say after a time
+    zone change or a late scan, gets a new email_at instead; one whose user turned email off, none.
+    """
+    from .emails import queue_reminder_email
+
+    now = now or utcnow()
+    hours = current_app.config["REMINDER_EMAIL_HOURS"]
+    queued: list[Escalated] = []
+    while True:
+        claimed = _claim_due(now, batch)
+        if not claimed:
+            db.session.commit()
+            return queued
+        users = {
+            user.id: user
+            for user in db.session.scalars(sa.select(User).where(User.id.in_([u for _, u in claimed])))
+        }
+        for reminder_id, user_id in claimed:
+            user = users.get(user_id)
+            if user is None or not user.email_reminders or not user.reminders_enabled:
+                continue
+            zone = get_zone(user.timezone)
+            if not in_hours(now.astimezone(zone).hour, hours):
+                db.session.execute(
+                    sa.update(Reminder)
+                    .where(Reminder.id == reminder_id)
+                    .values(email_at=next_in_hours(now, zone, hours))
+                    .execution_options(synchronize_session=False)
+                )
+                continue
+            db.session.execute(
+                sa.update(Reminder)
+                .where(Reminder.id == reminder_id)
+                .values(emailed_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            queue_reminder_email(user, reminder_id, now)
+            queued.append(Escalated(reminder_id, user_id, user.email))
+        db.session.commit()
