@@ -328,3 +328,16 @@ def test_two_gunicorn_workers_and_the_cli_sending_at_once_deliver_each_email_onc
     finally:
         server.stop()
         seeder.close()
+
+
+def test_the_reminder_email_speaks_the_users_language(ctx):
+    from webapp.reminders.emails import queue_reminder_email
+
+    user = db.session.get(User, _user())
+    user.locale = "ko"  # the language setting (issue 15); read with getattr until the column lands
+    queue_reminder_email(user, None, OPENED + DAY)
+    db.session.commit()
+    (row,) = _mail()
+    assert row.subject == "체중을 기록할 시간입니다"
+    assert "Ada님, 안녕하세요." in row.body_text and "가입한 지 8일이 지났지만" in row.body_text
+    assert '<html lang="ko">' in row.body_html and "kg 단위로 체중 기록하기" in row.body_html

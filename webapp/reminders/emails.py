@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from flask_babel import force_locale, gettext
+
+from ..i18n import DEFAULT_LANGUAGE
 from ..mail.links import public_url
 from ..mail.queue import enqueue, render_message
 from ..models import User
@@ -11,7 +14,9 @@ from ..units import format_weight
 
 
 def queue_reminder_email(user: User, reminder_id: int, now: datetime) -> None:
-    """Queue the reminder's message in the current transaction (the caller commits)."""
+    """Queue the reminder's message, in the user's language, in the current transaction (the caller
+    commits)."""
+    lang = getattr(user, "locale", None) or DEFAULT_LANGUAGE
     latest = user.latest_entry()
     since = user.last_weight_at or user.created_at
     context = {
@@ -22,12 +27,15 @@ def queue_reminder_email(user: User, reminder_id: int, now: datetime) -> None:
         "unit": user.unit,
         "log_url": public_url("tracking.dashboard", _anchor="quick-add"),
         "settings_url": public_url("accounts.settings"),
+        "lang": lang,
     }
-    text, html = render_message("reminder", **context)
+    with force_locale(lang):
+        text, html = render_message("reminder", **context)
+        subject = gettext("Time to log your weight")
     enqueue(
         kind="reminder",
         to=user.email,
-        subject="Time to log your weight",
+        subject=subject,
         text=text,
         html=html,
         user_id=user.id,
