@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import html
 import re
+from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -399,7 +401,14 @@ def test_failed_logins_share_redis_when_the_broker_is_redis(tmp_path, monkeypatc
 
 
 def settings_data(**overrides):
-    data = {"display_name": "Ada L.", "unit": "lb", "timezone": "Europe/Berlin", "reminders_enabled": "y"}
+    data = {
+        "display_name": "Ada L.",
+        "unit": "lb",
+        "timezone": "Europe/Berlin",
+        "reminders_enabled": "y",
+        "email_reminders": "y",
+        "remind_after_days": "",
+    }
     data.update(overrides)
     return {k: v for k, v in data.items() if v is not None}
 
@@ -471,6 +480,15 @@ def test_turning_reminders_off_goes_through_the_lifecycle(client, app, auth):
         ({"timezone": "../../etc/passwd"}, "timezone", "Choose a time zone from the list"),
         ({"timezone": "Europe/" + "x" * 300}, "timezone", "Choose a time zone from the list"),
         ({"timezone": "+02:00"}, "timezone", "Choose a time zone from the list"),
+        ({"remind_after_days": "2"}, "remind_after_days", "Choose from 3 to 60 days."),
+        ({"remind_after_days": "61"}, "remind_after_days", "Choose from 3 to 60 days."),
+        ({"remind_after_days": "0"}, "remind_after_days", "Choose from 3 to 60 days."),
+        ({"remind_after_days": "99999"}, "remind_after_days", "Enter a whole number of days from 3 to 60"),
+        ({"remind_after_days": "seven"}, "remind_after_days", "Enter a whole number of days from 3 to 60"),
+        ({"remind_after_days": "7.5"}, "remind_after_days", "Enter a whole number of days from 3 to 60"),
+        ({"remind_after_days": "-7"}, "remind_after_days", "Enter a whole number of days from 3 to 60"),
+        ({"remind_after_days": "١٢"}, "remind_after_days", "Enter a whole number of days from 3 to 60"),
+        ({"remind_after_days": "1e1"}, "remind_after_days", "Enter a whole number of days from 3 to 60"),
     ],
 )
 def test_settings_bad_input(client, app, auth, overrides, field, message):
@@ -481,6 +499,64 @@ def test_settings_bad_input(client, app, auth, overrides, field, message):
     user = get_user(app)
     # Nothing is stored, not even the fields that were fine.
     assert (user.display_name, user.unit, user.timezone) == ("", "kg", "UTC")
+    assert (user.email_reminders, user.remind_after_days) == (True, 0)
+
+
+@pytest.mark.parametrize(
+    ("typed", "stored", "shown"), [("14", 14, "14"), (" 3 ", 3, "3"), ("60", 60, "60"), ("", 0, "")]
+)
+def test_settings_remind_after_days(client, app, auth, typed, stored, shown):
+    auth.register()
+    page = client.get("/account/settings").get_data(as_text=True)
+    assert "Remind me after (days)" in page and "this site's default (7 days)" in page
+    assert client.post("/account/settings", data=settings_data(remind_after_days=typed)).status_code == 302
+    assert get_user(app).remind_after_days == stored
+    page = client.get("/account/settings").get_data(as_text=True)
+    assert re.search(rf'<input [^>]*name="remind_after_days"[^>]* value="{shown}"', page)
+
+
+def test_turning_email_reminders_off_drops_the_queued_message_and_on_brings_it_back(client, app, auth):
+    from webapp.mail.queue import send_due
+    from webapp.models import QueuedMail
+    from webapp.reminders.escalation import escalate
+
+    auth.register()
+    with app.app_context():
+        user = auth.user()
+        opened = user.created_at
+        due = open_reminder(user.id, opened).email_at
+        db.session.commit()
+        assert len(escalate(due)) == 1
+    client.post("/account/settings", data=settings_data(email_reminders=None))
+    with app.app_context():
+        assert get_user(app).email_reminders is False
+        assert db.session.scalars(db.select(QueuedMail.status)).all() == ["cancelled"]
+        assert send_due(due + timedelta(days=1)).sent == []
+        db.session.remove()
+    # On again: the reminder was already decided once, so it is not emailed a second time.
+    client.post("/account/settings", data=settings_data())
+    with app.app_context():
+        assert get_user(app).email_reminders is True
+        assert escalate(due + timedelta(days=2)) == []
+
+
+def test_email_reminders_turned_on_before_the_email_arm_the_open_reminder(client, app, auth):
+    from webapp.reminders.escalation import escalate
+
+    auth.register()
+    client.post("/account/settings", data=settings_data(email_reminders=None))
+    with app.app_context():
+        user = auth.user()
+        opened = user.created_at
+        open_reminder(user.id, opened)
+        db.session.commit()
+        assert user.open_reminder().email_at is None
+    client.post("/account/settings", data=settings_data())
+    with app.app_context():
+        due = auth.user().open_reminder().email_at
+        # A day after opening at the earliest, in Europe/Berlin's daytime.
+        assert due >= opened + timedelta(days=1) and 8 <= due.astimezone(ZoneInfo("Europe/Berlin")).hour < 20
+        assert escalate(due - timedelta(seconds=1)) == [] and len(escalate(due)) == 1
 
 
 def test_settings_need_login(client):

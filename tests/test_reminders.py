@@ -121,7 +121,9 @@ def test_scan_reads_only_due_users_through_the_index(app):
                 )
             )
         )
-        assert "ix_users_reminder_clock" in plan
+        # One index range per "remind me after" value (the site's default and 3 to 60), no table scan.
+        assert plan.count("USING COVERING INDEX ix_users_remind_after_days_clock") == 59
+        assert "SCAN users" not in plan
 
 
 def test_activity_resolves_and_dismiss_ends_with_outbox_rows(app):
@@ -321,3 +323,21 @@ def test_scan_command_rejects_a_bad_now(runner, bad):
     result = runner.invoke(args=["reminders", "scan", "--now", bad])
     assert result.exit_code == 2
     assert "is not an ISO 8601 date or date-time" in result.output
+
+
+def test_the_scan_uses_each_users_own_number_of_days(app):
+    with app.app_context():
+        three = make_user("three@example.com", remind_after_days=3).id
+        default = make_user("default@example.com").id
+        fourteen = make_user("fourteen@example.com", remind_after_days=14).id
+        sixty = make_user("sixty@example.com", remind_after_days=60).id
+        opened = {}
+        for days in (2.9, 3, 6.9, 7, 13.9, 14, 59.9, 60):
+            for reminder in lifecycle.scan(T0 + days * DAY, after_days=7):
+                opened[reminder.user_id] = days
+        assert opened == {three: 3, default: 7, fourteen: 14, sixty: 60}
+        # Dismissed, it comes back after the user's own number of days again.
+        lifecycle.dismiss(db.session.get(User, three), T0 + 61 * DAY)
+        db.session.commit()
+        assert lifecycle.scan(T0 + 63.9 * DAY, after_days=7) == []
+        assert [r.user_id for r in lifecycle.scan(T0 + 64 * DAY, after_days=7)] == [three]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, PasswordField, SelectChoice, SelectField, StringField
 from wtforms.validators import DataRequired, Length, ValidationError
 
+from ..reminders.lifecycle import REMIND_AFTER_CHOICES, SITE_DEFAULT_DAYS
 from ..timeutil import timezone_names
 from .emails import MAX_EMAIL_LENGTH, normalise_email, validated_email
 
@@ -70,6 +73,35 @@ class LoginForm(FlaskForm):
     remember = BooleanField(_l("Remember me"))
 
 
+class DaysField(StringField):
+    """A number of days, shown empty while the user follows the site's default (stored as 0)."""
+
+    days = SITE_DEFAULT_DAYS
+
+    def process_data(self, value) -> None:
+        self.data = "" if not value else str(value)
+
+
+def parse_remind_after_days(text: str | None) -> int:
+    """What the "Remind me after (days)" field means: 3 to 60, or 0 (the site's default) when empty."""
+    low, high = REMIND_AFTER_CHOICES[0], REMIND_AFTER_CHOICES[-1]
+    if not text:
+        return SITE_DEFAULT_DAYS
+    if not re.fullmatch(r"[0-9]{1,4}", text):
+        raise ValidationError(
+            _(
+                "Enter a whole number of days from %(low)d to %(high)d, or leave it empty for the "
+                "site's default.",
+                low=low,
+                high=high,
+            )
+        )
+    days = int(text)
+    if days not in REMIND_AFTER_CHOICES:
+        raise ValidationError(_("Choose from %(low)d to %(high)d days.", low=low, high=high))
+    return days
+
+
 class SettingsForm(FlaskForm):
     display_name = StringField(
         _l("Display name"),
@@ -86,6 +118,8 @@ class SettingsForm(FlaskForm):
         _l("Time zone"), filters=[_strip], validators=[DataRequired(_l("Choose a time zone."))]
     )
     reminders_enabled = BooleanField(_l("Remind me when I have not logged for a while"))
+    email_reminders = BooleanField(_l("Email me reminders"))
+    remind_after_days = DaysField(_l("Remind me after (days)"), filters=[_strip])
 
     def validate_display_name(self, field) -> None:
         if field.data and any(ord(c) < 32 or ord(c) == 127 for c in field.data):
@@ -94,6 +128,9 @@ class SettingsForm(FlaskForm):
     def validate_unit(self, field) -> None:
         if field.data not in {choice.value for choice in UNITS}:
             raise ValidationError(_("Choose kilograms (kg) or pounds (lb)."))
+
+    def validate_remind_after_days(self, field) -> None:
+        field.days = parse_remind_after_days(field.data)
 
     def validate_timezone(self, field) -> None:
         canonical = canonical_timezone(field.data)

@@ -12,7 +12,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..extensions import db
 from ..models import User
-from ..reminders.lifecycle import set_reminders_enabled
+from ..reminders.lifecycle import set_email_reminders, set_reminders_enabled
 from ..timeutil import timezone_names, utcnow
 from ..web import safe_next
 from . import throttle
@@ -122,9 +122,20 @@ def settings():
         user.display_name = form.display_name.data or ""
         user.unit = form.unit.data
         user.timezone = form.timezone.data
-        set_reminders_enabled(user, form.reminders_enabled.data, utcnow())
+        now = utcnow()
+        set_reminders_enabled(user, form.reminders_enabled.data, now)
+        set_email_reminders(user, form.email_reminders.data, now)
+        user.remind_after_days = form.remind_after_days.days
         db.session.commit()
         flash(_("Settings saved."), "success")
         return redirect(url_for("accounts.settings"))
     status = 422 if form.errors else 200
-    return render_template("accounts/settings.html", form=form, timezones=timezone_names()), status
+    return (
+        render_template(
+            "accounts/settings.html",
+            form=form,
+            timezones=timezone_names(),
+            site_days=current_app.config["REMINDER_AFTER_DAYS"],
+        ),
+        status,
+    )

@@ -50,6 +50,13 @@ def first_email_at(opened_at: datetime, timezone: str, email_reminders: bool) ->
     return next_in_hours(after, get_zone(timezone), config["REMINDER_EMAIL_HOURS"])
 
 
+def rearmed_email_at(opened_at: datetime, now: datetime, timezone: str) -> datetime:
+    """When an open reminder may be emailed after email reminders were turned back on."""
+    config = current_app.config
+    after = max(opened_at + timedelta(seconds=config["REMINDER_EMAIL_AFTER"]), now)
+    return next_in_hours(after, get_zone(timezone), config["REMINDER_EMAIL_HOURS"])
+
+
 def cancel_reminder_mail(reminder_id: int) -> None:
     """Drop a reminder's message that no sender has taken yet (the user came back first)."""
     db.session.execute(

@@ -16,7 +16,7 @@ from ..events.outbox import announce, announce_to_user_and_admins
 from ..extensions import db
 from ..models import ADMINS_CHANNEL, Reminder, User, user_channel
 from ..timeutil import utcnow
-from .escalation import cancel_reminder_mail, first_email_at
+from .escalation import cancel_reminder_mail, first_email_at, rearmed_email_at
 
 
 def _end_open_reminder(user: User, status: str, now: datetime) -> Reminder | None:
@@ -79,6 +79,22 @@ def set_reminders_enabled(user: User, enabled: bool, now: datetime | None = None
     announce_to_user_and_admins(user.id, "settings")
 
 
+def set_email_reminders(user: User, enabled: bool, now: datetime | None = None) -> None:
+    """Turn reminder emails on or off; the open reminder follows at once (a queued message is dropped)."""
+    now = now or utcnow()
+    if enabled == user.email_reminders:
+        return
+    user.email_reminders = enabled
+    reminder = user.open_reminder()
+    if reminder is None:
+        return
+    if not enabled:
+        reminder.email_at = None
+        cancel_reminder_mail(reminder.id)
+    elif reminder.shown_at is None and reminder.emailed_at is None:
+        reminder.email_at = rearmed_email_at(reminder.created_at, now, user.timezone)
+
+
 def open_reminder(
     user_id: int,
     now: datetime | None = None,
@@ -124,10 +140,45 @@ def open_reminder(
     return reminder
 
 
-def due_users_query(now: datetime, after_days: int):
-    """Ids of users whose reminder clock ran out: one range scan on an indexed column."""
-    cutoff = now - timedelta(days=after_days)
-    return db.select(User.id).where(User.reminder_clock <= cutoff).order_by(User.reminder_clock)
+# A user's own "remind me after (days)"; 0 (the default) follows REMINDER_AFTER_DAYS.
+REMIND_AFTER_CHOICES = range(3, 61)
+SITE_DEFAULT_DAYS = 0
+
+
+def _cutoffs(now: datetime, after_days: int) -> list[tuple[int, datetime]]:
+    """(remind_after_days value, the clock cut-off it means) for every value a user may hold."""
+    return [
+        (SITE_DEFAULT_DAYS, now - timedelta(days=after_days)),
+        *((days, now - timedelta(days=days)) for days in REMIND_AFTER_CHOICES),
+    ]
+
+
+def _is_due(cutoffs: list[tuple[int, datetime]]):
+    """The SQL condition "this user's clock ran out", whichever number of days they chose."""
+    return sa.or_(
+        *(sa.and_(User.remind_after_days == days, User.reminder_clock <= cutoff) for days, cutoff in cutoffs)
+    )
+
+
+def due_users_query(now: datetime, after_days: int, limit: int | None = None):
+    """Ids of users whose reminder clock ran out, each by their own number of days.
+
+    One range of the (remind_after_days, reminder_clock) index per value a user may choose (the
+    site's default and 3 to 60), each ordered and limited on its own and joined with UNION ALL: the
+    cost follows the due users, and values nobody chose cost one empty index probe each.
+    """
+    branches = []
+    for days, cutoff in _cutoffs(now, after_days):
+        branch = (
+            sa.select(User.id)
+            .where(User.remind_after_days == days, User.reminder_clock <= cutoff)
+            .order_by(User.reminder_clock)
+        )
+        if limit is not None:
+            branch = branch.limit(limit)
+        # A subquery each: SQLite takes no LIMIT on a bare member of a compound select.
+        branches.append(sa.select(branch.subquery().c.id))
+    return sa.union_all(*branches)
 
 
 class OpenedReminder(NamedTuple):
@@ -138,27 +189,28 @@ class OpenedReminder(NamedTuple):
     inactive_since: datetime
 
 
-def _claim_due_users(cutoff: datetime, limit: int):
+def _claim_due_users(now: datetime, after_days: int, limit: int):
     """Clear the reminder clock of up to `limit` due users in one UPDATE.
 
-    Returns (id, last_active_at, timezone, email_reminders) rows.
+    Returns (id, last_active_at, timezone, email_reminders, remind_after_days) rows.
 
     The re-check of the clock in the UPDATE itself is what makes the claim safe: a weight logged
     meanwhile moved the clock past the cut-off, and a concurrent scanner's claim set it to NULL.
     On PostgreSQL, SKIP LOCKED lets two scanners share the due users instead of queueing.
     """
+    cutoffs = _cutoffs(now, after_days)
+    # PostgreSQL locks no rows of a UNION, so the locking select is an outer one over its ids.
     due = (
         db.select(User.id)
-        .where(User.reminder_clock <= cutoff)
-        .order_by(User.reminder_clock)
+        .where(User.id.in_(due_users_query(now, after_days, limit)))
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
     return db.session.execute(
         sa.update(User)
-        .where(User.id.in_(due.scalar_subquery()), User.reminder_clock <= cutoff)
+        .where(User.id.in_(due.scalar_subquery()), _is_due(cutoffs))
         .values(reminder_clock=None)
-        .returning(User.id, User.last_active_at, User.timezone, User.email_reminders)
+        .returning(User.id, User.last_active_at, User.timezone, User.email_reminders, User.remind_after_days)
         .execution_options(synchronize_session=False)
     ).all()
 
@@ -171,10 +223,9 @@ def scan(now: datetime | None = None, after_days: int = 7, batch: int = 1000) ->
     over many idle users costs seconds rather than a round trip per user.
     """
     now = now or utcnow()
-    cutoff = now - timedelta(days=after_days)
     created: list[OpenedReminder] = []
     while True:
-        claimed = _claim_due_users(cutoff, batch)
+        claimed = _claim_due_users(now, after_days, batch)
         if not claimed:
             db.session.commit()
             return created
@@ -188,7 +239,7 @@ def scan(now: datetime | None = None, after_days: int = 7, batch: int = 1000) ->
                 created_at=now,
                 email_at=first_email_at(now, timezone, email_reminders),
             )
-            for user_id, last_active_at, timezone, email_reminders in claimed
+            for user_id, last_active_at, timezone, email_reminders, _ in claimed
         ]
         db.session.add_all(reminders)
         for user_id, *_ in claimed:
@@ -200,7 +251,8 @@ def scan(now: datetime | None = None, after_days: int = 7, batch: int = 1000) ->
             # Only possible if an open reminder exists for a user whose clock was still running:
             # undo the batch and let the one-at-a-time path (savepoint per user) sort it out.
             db.session.rollback()
-            for user_id, *_ in claimed:
+            for user_id, *_, days in claimed:
+                cutoff = now - timedelta(days=days or after_days)
                 reminder = open_reminder(user_id, now, due_before=cutoff)
                 if reminder is not None:
                     db.session.flush()
