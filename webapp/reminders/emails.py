@@ -9,6 +9,7 @@ from flask_babel import force_locale, gettext
 from ..i18n import DEFAULT_LANGUAGE
 from ..mail.links import public_url
 from ..mail.queue import enqueue, render_message
+from ..mail.tokens import UNSUBSCRIBE, make_token
 from ..models import User
 from ..units import format_weight
 
@@ -17,6 +18,7 @@ def queue_reminder_email(user: User, reminder_id: int, now: datetime) -> None:
     """Queue the reminder's message, in the user's language, in the current transaction (the caller
     commits)."""
     lang = getattr(user, "locale", None) or DEFAULT_LANGUAGE
+    unsubscribe_url = public_url("reminders.unsubscribe", token=make_token(UNSUBSCRIBE, user.id))
     latest = user.latest_entry()
     since = user.last_weight_at or user.created_at
     context = {
@@ -27,6 +29,7 @@ def queue_reminder_email(user: User, reminder_id: int, now: datetime) -> None:
         "unit": user.unit,
         "log_url": public_url("tracking.dashboard", _anchor="quick-add"),
         "settings_url": public_url("accounts.settings"),
+        "unsubscribe_url": unsubscribe_url,
         "lang": lang,
     }
     with force_locale(lang):
@@ -40,5 +43,10 @@ def queue_reminder_email(user: User, reminder_id: int, now: datetime) -> None:
         html=html,
         user_id=user.id,
         reminder_id=reminder_id,
+        # RFC 8058: mail programs show an "unsubscribe" button that POSTs to this URL.
+        headers={
+            "List-Unsubscribe": f"<{unsubscribe_url}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        },
         now=now,
     )
