@@ -149,3 +149,21 @@ def canonical_timezone(name: str | None) -> str | None:
     if name in names:
         return name
     return {zone.lower(): zone for zone in names}.get(name.lower())
+
+
+class ForgotPasswordForm(FlaskForm):
+    email = _email_field()
+
+    def validate_email(self, field) -> None:
+        if self.email.errors:
+            return
+        try:
+            field.data = validated_email(field.data)
+        except ValueError as error:
+            raise ValidationError(str(error)) from None
+
+
+class ResetPasswordForm(FlaskForm):
+    password = PasswordField(
+        _l("New password"), validators=[DataRequired(_l("Choose a password.")), _check_password_length]
+    )

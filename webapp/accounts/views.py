@@ -11,12 +11,13 @@ from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..extensions import db
+from ..mail.sender import wake_sender
 from ..models import User
 from ..reminders.lifecycle import set_email_reminders, set_reminders_enabled
 from ..timeutil import timezone_names, utcnow
 from ..web import safe_next
-from . import throttle
-from .forms import LoginForm, SettingsForm, SignupForm
+from . import reset, throttle
+from .forms import ForgotPasswordForm, LoginForm, ResetPasswordForm, SettingsForm, SignupForm
 
 bp = Blueprint("accounts", __name__)
 
@@ -139,3 +140,43 @@ def settings():
         ),
         status,
     )
+
+
+# Password reset (webapp/accounts/reset.py holds the rules).
+RESET_SENT = _l(
+    "If an account uses that address, we have sent it a link to set a new password. "
+    "The link works for one hour."
+)
+
+
+@bp.route("/forgot", methods=["GET", "POST"])
+def forgot_password():
+    """Ask for a reset link; the answer is the same whether or not the address has an account."""
+    form = ForgotPasswordForm()
+    sent = False
+    if form.validate_on_submit():
+        if reset.request_reset(form.email.data):
+            db.session.commit()
+            wake_sender()
+        sent = True
+    status = 422 if form.errors else 200
+    return render_template("accounts/forgot.html", form=form, sent=sent, message=RESET_SENT), status
+
+
+@bp.route("/reset/<token>", methods=["GET", "POST"])
+def reset_password(token: str):
+    """Set a new password from an emailed link, then log in; a used, old or forged link is refused."""
+    try:
+        user = reset.user_for_token(token)
+    except reset.BadToken as error:
+        return render_template("accounts/reset_invalid.html", expired=error.expired), 400
+    form = ResetPasswordForm()
+    if form.validate_on_submit():
+        reset.reset_password(user, form.password.data)
+        db.session.commit()
+        throttle.forget_failures(user.email)
+        login_user(user)
+        flash(_("Your new password is set, and you are logged in."), "success")
+        return redirect(url_for("tracking.dashboard"))
+    status = 422 if form.errors else 200
+    return render_template("accounts/reset.html", form=form, token=token, email=user.email), status
