@@ -22,9 +22,10 @@ from flask_login import current_user, login_required
 
 from ..extensions import current_broker, db
 from ..models import Reminder, User
-from ..timeutil import utcnow
+from ..timeutil import get_zone, utcnow
 from ..web import is_htmx, render_page_or_fragment, safe_next
 from . import actions
+from .mail_health import email_state, mail_by_reminder, mail_health
 from .queries import (
     KINDS,
     MAX_ID,
@@ -79,6 +80,7 @@ def _inactive_context(flt: InactiveFilter) -> dict:
     latest = latest_reminders([user.id for user in page.users])
     recent = recent_admin_actions(actions.REMINDER_ACTIONS)
     emails = emails_by_id(reminder.created_by_id for reminder in latest.values())
+    mails = mail_by_reminder([reminder.id for reminder in latest.values()])
     rows = [
         {
             "user": user,
@@ -86,6 +88,9 @@ def _inactive_context(flt: InactiveFilter) -> dict:
             "state": reminder_state(user, latest.get(user.id)),
             "reminder": latest.get(user.id),
             "reminded_by": _reminded_by(latest.get(user.id), emails),
+            "email": email_state(
+                latest.get(user.id), mails.get(latest[user.id].id) if user.id in latest else None
+            ),
         }
         for user in page.users
     ]
@@ -96,6 +101,7 @@ def _inactive_context(flt: InactiveFilter) -> dict:
         "counts": overview_counts(now, current_app.config["REMINDER_AFTER_DAYS"]),
         "after_days": current_app.config["REMINDER_AFTER_DAYS"],
         "streams": current_broker().stream_count(),
+        "mail": mail_health(now, get_zone(current_user.timezone)),
         "recent_reminders": recent,
         "kinds": KINDS,
         "sorts": SORTS,

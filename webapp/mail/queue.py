@@ -22,8 +22,9 @@ import sqlalchemy as sa
 from flask import current_app, render_template
 from flask_mailman import EmailMultiAlternatives
 
+from ..events.outbox import announce
 from ..extensions import db, mail
-from ..models import QueuedMail
+from ..models import ADMINS_CHANNEL, QueuedMail
 from ..timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -290,10 +291,14 @@ def _close(connection) -> None:
 def send_due(now: datetime | None = None, batch: int = BATCH) -> SendReport:
     """Send every message that is due (one pass, as cron or the background loop runs it)."""
     report = SendReport()
-    while True:
-        moment = now or utcnow()
-        lease, items = _claim(moment, batch)
-        if not items:
-            return report
-        if not _send_batch(lease, items, moment, report):
-            return report
+    try:
+        while True:
+            moment = now or utcnow()
+            lease, items = _claim(moment, batch)
+            if not items or not _send_batch(lease, items, moment, report):
+                return report
+    finally:
+        if report.sent or report.failed:
+            # The admin page's mail counts follow (one outbox row per pass that did something).
+            announce(ADMINS_CHANNEL, "mail")
+            db.session.commit()

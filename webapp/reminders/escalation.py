@@ -17,8 +17,9 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from flask import current_app
 
+from ..events.outbox import announce
 from ..extensions import db
-from ..models import QueuedMail, Reminder, User
+from ..models import ADMINS_CHANNEL, QueuedMail, Reminder, User
 from ..timeutil import get_zone, utcnow
 
 BATCH = 200
@@ -86,6 +87,7 @@ def record_shown(reminder_id: int, now: datetime | None = None) -> None:
     )
     if result.rowcount:
         cancel_reminder_mail(reminder_id)
+        announce(ADMINS_CHANNEL, "shown")  # the admin page's "shown on a page"
     db.session.commit()
 
 
@@ -166,4 +168,6 @@ def escalate(now: datetime | None = None, batch: int = BATCH) -> list[Escalated]
             )
             queue_reminder_email(user, reminder_id, now)
             queued.append(Escalated(reminder_id, user_id, user.email))
+        if queued:
+            announce(ADMINS_CHANNEL, "mail")
         db.session.commit()
