@@ -65,6 +65,11 @@ ANONYMOUS_ROUTES = [
     ("get", "/goal"),
     ("post", "/goal"),
     ("get", "/export.csv"),
+    ("get", "/entries/import"),
+    ("post", "/entries/import"),
+    ("get", "/entries/import/some-token"),
+    ("post", "/entries/import/some-token"),
+    ("post", "/entries/import/some-token/cancel"),
 ]
 
 

@@ -9,6 +9,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from .extensions import db
+from .web import MEGABYTE, upload_limit
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,11 @@ def _rollback_quietly() -> None:
 def _http_error(error: HTTPException):
     code = error.code or 500
     message = MESSAGES.get(code) or error.description or "Something went wrong."
+    if code == 413 and (limit := upload_limit(request)) is not None:
+        message = (
+            f"That file is larger than {limit // MEGABYTE} MB, the most Weigh-in takes at once. "
+            "Split it into smaller files and import them one after the other."
+        )
     headers = {name: value for name, value in error.get_headers() if name in _KEPT_HEADERS}
     return _render_error(code, message, headers)
 

@@ -234,3 +234,47 @@ class QueuedMail(Model):
     last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+
+
+class PendingImport(db.Model):
+    """An uploaded CSV file between its preview and the click that saves it (or its expiry).
+
+    The parsed rows wait server-side in pending_import_rows, so the confirmation trusts nothing
+    the browser sends back except the import's random token, which only its owner can use.
+    """
+
+    __tablename__ = "pending_imports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    filename: Mapped[str] = mapped_column(sa.String(255), default="")
+    file_format: Mapped[str] = mapped_column(sa.String(20))
+    unit: Mapped[str] = mapped_column(sa.String(2))
+    # Counts from the preview, and the first refused rows and conflicts as JSON [[line, reason]].
+    added_count: Mapped[int] = mapped_column(sa.Integer, default=0)
+    duplicate_count: Mapped[int] = mapped_column(sa.Integer, default=0)
+    conflict_count: Mapped[int] = mapped_column(sa.Integer, default=0)
+    refused_count: Mapped[int] = mapped_column(sa.Integer, default=0)
+    problems: Mapped[str] = mapped_column(sa.Text, default="[]")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class PendingImportRow(db.Model):
+    """One readable row of a pending import, and whether it is new, a duplicate or a conflict."""
+
+    __tablename__ = "pending_import_rows"
+    __table_args__ = (sa.Index("ix_pending_import_rows_import_measured", "import_id", "measured_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    import_id: Mapped[int] = mapped_column(sa.ForeignKey("pending_imports.id", ondelete="CASCADE"))
+    line: Mapped[int] = mapped_column(sa.Integer)
+    # Whole seconds, and the end of that second: an existing entry within it is the same moment,
+    # whatever fraction of a second the form stored it with.
+    measured_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    measured_until: Mapped[datetime] = mapped_column(UTCDateTime)
+    mass_g: Mapped[int] = mapped_column(sa.Integer)
+    note: Mapped[str] = mapped_column(sa.String(500), default="")
+    # new, duplicate (same moment and weight as an entry or an earlier row) or conflict
+    # (same moment, another weight: the existing entry is kept, as Libra does).
+    status: Mapped[str] = mapped_column(sa.String(10), default="new")

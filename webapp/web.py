@@ -4,12 +4,48 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, render_template, request
+from flask import Blueprint, Flask, Request, current_app, render_template, request
 from sqlalchemy import text
 
 from .extensions import db
 
 health_bp = Blueprint("health", __name__)
+
+MEGABYTE = 1000 * 1000
+
+
+def allows_upload(max_bytes: int):
+    """Let one view take a body up to max_bytes; every other route keeps MAX_CONTENT_LENGTH."""
+
+    def mark(view):
+        view.max_upload_bytes = max_bytes
+        return view
+
+    return mark
+
+
+def upload_limit(routed: Request) -> int | None:
+    """The body limit of the view a request was routed to, if that view has its own."""
+    rule = routed.url_rule
+    view = current_app.view_functions.get(rule.endpoint) if rule is not None and current_app else None
+    return getattr(view, "max_upload_bytes", None)
+
+
+class WeighinRequest(Request):
+    """A request whose body limit follows the view (see allows_upload).
+
+    The limit has to be known before anything reads the form, and CSRFProtect reads it in a
+    before_request hook; routing has already happened by then, so the view is known.
+    """
+
+    @property
+    def max_content_length(self) -> int | None:  # type: ignore[override]
+        limit = upload_limit(self)
+        return limit if limit is not None else super().max_content_length
+
+    @max_content_length.setter
+    def max_content_length(self, value: int | None) -> None:
+        self._max_content_length = value
 
 
 def is_htmx() -> bool:
@@ -92,6 +128,7 @@ def register_template_helpers(app: Flask) -> None:
 
 
 def init_app(app: Flask) -> None:
+    app.request_class = WeighinRequest
     app.register_blueprint(health_bp)
     register_template_helpers(app)
     app.after_request(_security_headers)

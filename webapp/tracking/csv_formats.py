@@ -59,7 +59,7 @@ FORMAT_NAMES = {
     "libra": "Libra export",
 }
 
-_NUMBER = re.compile(r"([0-9]{1,4})(?:[.,]([0-9]{1,6}))?", re.ASCII)
+_NUMBER = re.compile(r"([0-9]{1,4})(?:[.,]([0-9]{1,15}))?", re.ASCII)
 _NEGATIVE = re.compile(r"-\s*[0-9]", re.ASCII)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -107,11 +107,11 @@ class ImportOptions:
 
 
 def parse_import_weight(text: str, unit: str) -> int:
-    """A weight as an export writes it (any number of decimals up to six) in whole grams."""
+    """A weight as an export writes it (any number of decimals, as spreadsheets write floats) in whole grams."""
     value = text.strip()
     if not value:
         raise RowError("there is no weight")
-    if len(value) > 20:
+    if len(value) > 24:
         raise RowError("the weight is not a number")
     if _NEGATIVE.match(value):
         raise RowError(f"weight {value} is negative")

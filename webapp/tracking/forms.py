@@ -10,7 +10,8 @@ import re
 from datetime import UTC, datetime, tzinfo
 
 from flask_wtf import FlaskForm
-from wtforms import HiddenField, StringField
+from flask_wtf.file import FileField, FileRequired
+from wtforms import HiddenField, SelectChoice, SelectField, StringField
 from wtforms.validators import Length, ValidationError
 from wtforms.widgets import DateTimeLocalInput
 
@@ -114,3 +115,30 @@ class GoalForm(_UserForm):
             self.grams = parse_weight(field.data, self.unit)
         except WeightError as error:
             raise ValidationError(str(error)) from None
+
+
+class ImportForm(FlaskForm):
+    """Upload a CSV file; the unit and date order apply only where the file does not say."""
+
+    file = FileField("CSV file", validators=[FileRequired("Choose a CSV file to import.")])
+    unit = SelectField(
+        "Unit of the weights",
+        choices=[SelectChoice("kg", "Kilograms (kg)"), SelectChoice("lb", "Pounds (lb)")],
+        validate_choice=False,
+    )
+    date_order = SelectField(
+        "Dates such as 03/04/2024 mean",
+        choices=[
+            SelectChoice("dmy", "day/month/year (3 April 2024)"),
+            SelectChoice("mdy", "month/day/year (March 4, 2024)"),
+        ],
+        validate_choice=False,
+    )
+
+    def validate_unit(self, field):
+        if field.data not in {"kg", "lb"}:
+            raise ValidationError("Choose kilograms (kg) or pounds (lb).")
+
+    def validate_date_order(self, field):
+        if field.data not in {"dmy", "mdy"}:
+            raise ValidationError("Choose day/month/year or month/day/year.")

@@ -20,9 +20,11 @@ from ..models import GoalChange, User, WeightEntry
 from ..reminders.lifecycle import record_goal_changed, record_weight_logged
 from ..timeutil import get_zone, utcnow
 from ..units import format_weight, from_grams, input_value
-from ..web import is_htmx, render_page_or_fragment
+from ..web import MEGABYTE, allows_upload, is_htmx, render_page_or_fragment
+from . import imports
 from .chart import build_chart
-from .forms import EntryForm, GoalForm, local_input_value
+from .csv_formats import FORMAT_NAMES, ImportFileError, ImportOptions
+from .forms import EntryForm, GoalForm, ImportForm, local_input_value
 from .trend import summarize
 
 bp = Blueprint("tracking", __name__)
@@ -34,6 +36,7 @@ GOAL_HISTORY = 20
 # from raising an overflow error (a 500) on a tampered URL.
 MAX_ID = 2**31 - 1
 MAX_PAGE = 100_000
+IMPORT_MAX_BYTES = 20 * MEGABYTE
 
 
 def _user() -> User:
@@ -277,3 +280,74 @@ def export_csv():
         mimetype="text/csv",
         headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
     )
+
+
+@bp.route("/entries/import", methods=["GET", "POST"])
+@login_required
+@allows_upload(IMPORT_MAX_BYTES)
+def import_upload():
+    """Upload a CSV file (up to 20 MB); it is read and shown as a preview, nothing is saved yet."""
+    user = _user()
+    form = ImportForm()
+    if request.method == "GET":
+        form.unit.data = user.unit
+    error = None
+    if form.validate_on_submit():
+        upload = form.file.data
+        options = ImportOptions(
+            zone=get_zone(user.timezone), unit=form.unit.data, day_first=form.date_order.data == "dmy"
+        )
+        try:
+            pending = imports.stage_import(user, upload.stream, upload.filename or "", options)
+        except ImportFileError as problem:
+            error = str(problem)
+        else:
+            return redirect(url_for("tracking.import_preview", token=pending.token))
+    status = 422 if (form.errors or error) else 200
+    return render_template("tracking/import.html", form=form, error=error), status
+
+
+def _own_pending_import(token: str):
+    """The user's pending import, or None (expired, saved, cancelled, or not theirs)."""
+    return imports.pending_import(_user(), token)
+
+
+GONE_MESSAGE = (
+    "That import is no longer waiting: it was saved or cancelled, or it is more than an hour old. "
+    "Upload the file again."
+)
+
+
+@bp.route("/entries/import/<token>", methods=["GET", "POST"])
+@login_required
+def import_preview(token: str):
+    """What the upload would add, skip and refuse (GET); save it in one transaction (POST)."""
+    pending = _own_pending_import(token)
+    if pending is None:
+        flash(GONE_MESSAGE, "info")
+        return redirect(url_for("tracking.import_upload"))
+    if request.method == "POST":
+        result = imports.confirm_import(_user(), pending)
+        if result is None:
+            flash(GONE_MESSAGE, "info")
+            return redirect(url_for("tracking.import_upload"))
+        flash(f"Imported {result.added} {'entry' if result.added == 1 else 'entries'}.", "success")
+        return redirect(url_for("tracking.history"))
+    return render_template(
+        "tracking/import_preview.html",
+        pending=pending,
+        problems=imports.problems_of(pending),
+        format_name=FORMAT_NAMES.get(pending.file_format, pending.file_format),
+        shown_problems=imports.SHOWN_PROBLEMS,
+    )
+
+
+@bp.post("/entries/import/<token>/cancel")
+@login_required
+def import_cancel(token: str):
+    """Drop a pending import; nothing of it is saved."""
+    pending = _own_pending_import(token)
+    if pending is not None:
+        imports.discard_import(pending)
+    flash("Import cancelled; nothing was saved.", "info")
+    return redirect(url_for("tracking.import_upload"))

@@ -1,0 +1,238 @@
+"""Importing a CSV file: stage it, preview what it would do, then save it in one transaction.
+
+The upload is parsed once, streamed (webapp/tracking/csv_formats.py), into pending_import_rows
+in batches; SQL then marks each row new, duplicate or conflict against the user's entries. The
+preview page shows those counts and the reasons with line numbers; the confirmation re-checks
+against the entries as they are then (another tab may have logged a weight) and copies the new
+rows with one INSERT ... SELECT. Nothing reaches weight_entries before that click, and a file
+that cannot be read leaves nothing staged either. See docs/DECISIONS.md, "Accounts and data".
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import IO
+
+import sqlalchemy as sa
+from sqlalchemy.orm import aliased
+
+from ..extensions import db
+from ..models import PendingImport, PendingImportRow, User, WeightEntry
+from ..reminders.lifecycle import record_weight_logged
+from ..timeutil import UTCDateTime, utcnow
+from .csv_formats import CsvImport, ImportOptions, ParsedRow, RefusedRow
+
+# How long a preview waits for its confirmation; older ones are deleted at the next upload.
+PENDING_FOR = timedelta(hours=1)
+BATCH_ROWS = 1000
+# The preview lists this many refused rows and conflicts; the counts are always complete.
+SHOWN_PROBLEMS = 200
+MAX_FILENAME = 255
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    added: int
+    counted_as_activity: bool
+
+
+def _expired_before(now: datetime) -> datetime:
+    return now - PENDING_FOR
+
+
+def _delete_pending(condition) -> None:
+    ids = db.select(PendingImport.id).where(condition)
+    # Rows first: SQLite does not enforce the cascade unless foreign keys are switched on.
+    db.session.execute(sa.delete(PendingImportRow).where(PendingImportRow.import_id.in_(ids)))
+    db.session.execute(sa.delete(PendingImport).where(condition))
+
+
+def delete_pending_imports_of(user_id: int) -> None:
+    """Drop every pending import of a user (a new upload, or the account going)."""
+    _delete_pending(PendingImport.user_id == user_id)
+
+
+def _classify(pending: PendingImport, user_id: int) -> None:
+    """Mark each staged row new, duplicate or conflict, by the file itself and the user's entries."""
+    row = PendingImportRow
+    earlier = aliased(PendingImportRow)
+    same_second_earlier = sa.and_(
+        earlier.import_id == pending.id, earlier.measured_at == row.measured_at, earlier.id < row.id
+    )
+    entry_in_that_second = sa.and_(
+        WeightEntry.user_id == user_id,
+        WeightEntry.measured_at >= row.measured_at,
+        WeightEntry.measured_at < row.measured_until,
+    )
+    mine = row.import_id == pending.id
+    db.session.execute(sa.update(row).where(mine).values(status="new"))
+    steps = [
+        ("duplicate", sa.exists().where(same_second_earlier, earlier.mass_g == row.mass_g)),
+        ("conflict", sa.exists().where(same_second_earlier)),
+        ("duplicate", sa.exists().where(entry_in_that_second, WeightEntry.mass_g == row.mass_g)),
+        ("conflict", sa.exists().where(entry_in_that_second)),
+    ]
+    for status, condition in steps:
+        db.session.execute(
+            sa.update(row)
+            .where(mine, row.status == "new", condition)
+            .values(status=status)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _count(pending: PendingImport) -> dict[str, int]:
+    counts = db.session.execute(
+        db.select(PendingImportRow.status, sa.func.count())
+        .where(PendingImportRow.import_id == pending.id)
+        .group_by(PendingImportRow.status)
+    ).all()
+    return {status: count for status, count in counts}
+
+
+CONFLICT_REASON = "an entry at that moment already has another weight; the existing entry is kept"
+
+
+def stage_import(
+    user: User, stream: IO[bytes], filename: str, options: ImportOptions, now: datetime | None = None
+) -> PendingImport:
+    """Parse an upload into a pending import and classify its rows; raises ImportFileError.
+
+    Commits on success; on a file that cannot be read, rolls back so nothing stays staged.
+    """
+    now = now or utcnow()
+    _delete_pending(sa.or_(PendingImport.user_id == user.id, PendingImport.created_at < _expired_before(now)))
+    try:
+        parsed = CsvImport(stream, options)
+        pending = PendingImport(
+            token=secrets.token_urlsafe(32),
+            user_id=user.id,
+            filename=(filename or "")[:MAX_FILENAME],
+            file_format=parsed.format,
+            unit=parsed.unit,
+            created_at=now,
+        )
+        db.session.add(pending)
+        db.session.flush()
+        refused: list[tuple[int, str]] = []
+        refused_count = 0
+        batch: list[dict] = []
+        for item in parsed:
+            if isinstance(item, RefusedRow):
+                refused_count += 1
+                if len(refused) < SHOWN_PROBLEMS:
+                    refused.append((item.line, item.reason))
+                continue
+            batch.append(_staged(pending.id, item))
+            if len(batch) >= BATCH_ROWS:
+                db.session.execute(sa.insert(PendingImportRow), batch)
+                batch = []
+        if batch:
+            db.session.execute(sa.insert(PendingImportRow), batch)
+    except Exception:
+        db.session.rollback()
+        raise
+    _classify(pending, user.id)
+    counts = _count(pending)
+    conflicts = db.session.execute(
+        db.select(PendingImportRow.line)
+        .where(PendingImportRow.import_id == pending.id, PendingImportRow.status == "conflict")
+        .order_by(PendingImportRow.line)
+        .limit(SHOWN_PROBLEMS)
+    ).scalars()
+    problems = sorted(refused + [(line, CONFLICT_REASON) for line in conflicts])[:SHOWN_PROBLEMS]
+    pending.added_count = counts.get("new", 0)
+    pending.duplicate_count = counts.get("duplicate", 0)
+    pending.conflict_count = counts.get("conflict", 0)
+    pending.refused_count = refused_count
+    pending.problems = json.dumps(problems)
+    db.session.commit()
+    return pending
+
+
+def _staged(import_id: int, row: ParsedRow) -> dict:
+    return {
+        "import_id": import_id,
+        "line": row.line,
+        "measured_at": row.measured_at,
+        "measured_until": row.measured_at + timedelta(seconds=1),
+        "mass_g": row.mass_g,
+        "note": row.note,
+        "status": "new",
+    }
+
+
+def pending_import(user: User, token: str, now: datetime | None = None) -> PendingImport | None:
+    """The user's pending import with this token, if it has not expired; None for anyone else's."""
+    now = now or utcnow()
+    if not token or len(token) > 64:
+        return None
+    return db.session.scalar(
+        db.select(PendingImport).where(
+            PendingImport.token == token,
+            PendingImport.user_id == user.id,
+            PendingImport.created_at >= _expired_before(now),
+        )
+    )
+
+
+def problems_of(pending: PendingImport) -> list[tuple[int, str]]:
+    return [(int(line), str(reason)) for line, reason in json.loads(pending.problems or "[]")]
+
+
+def confirm_import(user: User, pending: PendingImport, now: datetime | None = None) -> ImportResult | None:
+    """Save a pending import's new rows in one transaction, then drop it; commits.
+
+    None if another request (a double click) saved or cancelled it first: the row lock makes the
+    second one wait on PostgreSQL, and it then finds the import gone.
+
+    The activity clocks move only if an imported entry is newer than the user's last weight
+    (or sign-up, for someone who never logged one): importing old history is not a sign of life.
+    """
+    now = now or utcnow()
+    locked = db.session.scalar(
+        db.select(PendingImport.id).where(PendingImport.id == pending.id).with_for_update()
+    )
+    if locked is None:
+        db.session.rollback()
+        return None
+    _classify(pending, user.id)  # the entries may have changed since the preview
+    new_rows = db.select(PendingImportRow).where(
+        PendingImportRow.import_id == pending.id, PendingImportRow.status == "new"
+    )
+    added, newest = db.session.execute(
+        db.select(sa.func.count(), sa.func.max(PendingImportRow.measured_at)).where(
+            PendingImportRow.import_id == pending.id, PendingImportRow.status == "new"
+        )
+    ).one()
+    stamp = sa.literal(now, UTCDateTime())
+    db.session.execute(
+        sa.insert(WeightEntry).from_select(
+            ["user_id", "measured_at", "mass_g", "note", "created_at", "updated_at"],
+            db.select(
+                sa.literal(user.id, sa.Integer()),
+                PendingImportRow.measured_at,
+                PendingImportRow.mass_g,
+                PendingImportRow.note,
+                stamp,
+                stamp,
+            )
+            .where(new_rows.whereclause)
+            .order_by(PendingImportRow.measured_at, PendingImportRow.line),
+        )
+    )
+    activity = bool(added) and newest is not None and newest > (user.last_weight_at or user.created_at)
+    if activity:
+        record_weight_logged(user, now)
+    _delete_pending(PendingImport.id == pending.id)
+    db.session.commit()
+    return ImportResult(added=added, counted_as_activity=activity)
+
+
+def discard_import(pending: PendingImport) -> None:
+    """Drop a pending import without saving anything; commits."""
+    _delete_pending(PendingImport.id == pending.id)
+    db.session.commit()
