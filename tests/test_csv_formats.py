@@ -23,7 +23,7 @@ def read(data: bytes | str, unit: str = "kg", day_first: bool = True, zone=BERLI
 
 
 def at(*parts) -> datetime:
-    return datetime(*parts, tzinfo=UTC)
+    return datetime(*parts).replace(tzinfo=UTC)
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, current_app, render_template, request
+from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
@@ -58,9 +59,10 @@ def _http_error(error: HTTPException):
     code = error.code or 500
     message = MESSAGES.get(code) or error.description or "Something went wrong."
     if code == 413 and (limit := upload_limit(request)) is not None:
-        message = (
-            f"That file is larger than {limit // MEGABYTE} MB, the most Weigh-in takes at once. "
-            "Split it into smaller files and import them one after the other."
+        message = _(
+            "That file is larger than %(size)d MB, the most Weigh-in takes at once. Split it into "
+            "smaller files and import them one after the other.",
+            size=limit // MEGABYTE,
         )
     headers = {name: value for name, value in error.get_headers() if name in _KEPT_HEADERS}
     return _render_error(code, message, headers)

@@ -236,7 +236,7 @@ class QueuedMail(Model):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
 
 
-class PendingImport(db.Model):
+class PendingImport(Model):
     """An uploaded CSV file between its preview and the click that saves it (or its expiry).
 
     The parsed rows wait server-side in pending_import_rows, so the confirmation trusts nothing
@@ -260,7 +260,7 @@ class PendingImport(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
-class PendingImportRow(db.Model):
+class PendingImportRow(Model):
     """One readable row of a pending import, and whether it is new, a duplicate or a conflict."""
 
     __tablename__ = "pending_import_rows"

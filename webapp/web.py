@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, Request, current_app, render_template, request
+from flask import Blueprint, Flask, Request, current_app, has_app_context, render_template, request
 from sqlalchemy import text
 
 from .extensions import db
@@ -27,7 +27,7 @@ def allows_upload(max_bytes: int):
 def upload_limit(routed: Request) -> int | None:
     """The body limit of the view a request was routed to, if that view has its own."""
     rule = routed.url_rule
-    view = current_app.view_functions.get(rule.endpoint) if rule is not None and current_app else None
+    view = current_app.view_functions.get(rule.endpoint) if rule is not None and has_app_context() else None
     return getattr(view, "max_upload_bytes", None)
 
 
@@ -39,7 +39,7 @@ class WeighinRequest(Request):
     """
 
     @property
-    def max_content_length(self) -> int | None:  # type: ignore[override]
+    def max_content_length(self) -> int | None:
         limit = upload_limit(self)
         return limit if limit is not None else super().max_content_length
 

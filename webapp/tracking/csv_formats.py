@@ -45,6 +45,9 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
 from typing import IO
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+
 from ..units import BOUNDS, MAX_GRAMS, MIN_GRAMS, to_grams
 
 MAX_LINE_BYTES = 16 * 1024
@@ -52,11 +55,11 @@ MAX_NOTE_CHARS = 500
 EARLIEST_YEAR = 1900
 
 FORMAT_NAMES = {
-    "weighin": "Weigh-in export",
-    "plain": "date and weight",
-    "openscale2": "openScale 2 export",
-    "openscale3": "openScale 3 export",
-    "libra": "Libra export",
+    "weighin": _l("Weigh-in export"),
+    "plain": _l("date and weight"),
+    "openscale2": _l("openScale 2 export"),
+    "openscale3": _l("openScale 3 export"),
+    "libra": _l("Libra export"),
 }
 
 _NUMBER = re.compile(r"([0-9]{1,4})(?:[.,]([0-9]{1,15}))?", re.ASCII)
@@ -110,34 +113,34 @@ def parse_import_weight(text: str, unit: str) -> int:
     """A weight as an export writes it (any number of decimals, as spreadsheets write floats) in whole grams."""
     value = text.strip()
     if not value:
-        raise RowError("there is no weight")
+        raise RowError(_("there is no weight"))
     if len(value) > 24:
-        raise RowError("the weight is not a number")
+        raise RowError(_("the weight is not a number"))
     if _NEGATIVE.match(value):
-        raise RowError(f"weight {value} is negative")
+        raise RowError(_("weight %(value)s is negative", value=value))
     match = _NUMBER.fullmatch(value)
     if match is None:
-        raise RowError(f'weight "{value}" is not a number')
+        raise RowError(_('weight "%(value)s" is not a number', value=value))
     whole, fraction = match.group(1), match.group(2) or "0"
     grams = to_grams(Decimal(f"{whole}.{fraction}"), unit)
     low, high = BOUNDS[unit]
     shown = value.replace(",", ".")
     if grams < MIN_GRAMS:
-        raise RowError(f"weight {shown} is below {low} {unit}")
+        raise RowError(_("weight %(value)s is below %(limit)s %(unit)s", value=shown, limit=low, unit=unit))
     if grams > MAX_GRAMS:
-        raise RowError(f"weight {shown} is above {high} {unit}")
+        raise RowError(_("weight %(value)s is above %(limit)s %(unit)s", value=shown, limit=high, unit=unit))
     return grams
 
 
 def _checked_instant(moment: datetime, options: ImportOptions) -> datetime:
     if moment.year < EARLIEST_YEAR:
-        raise RowError(f"the date is before {EARLIEST_YEAR}")
+        raise RowError(_("the date is before %(year)d", year=EARLIEST_YEAR))
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=options.zone)
     instant = moment.astimezone(UTC).replace(microsecond=0)
     now = options.now or datetime.now(UTC)
     if instant > now + timedelta(minutes=1):
-        raise RowError(f"the date {moment:%Y-%m-%d %H:%M} is in the future")
+        raise RowError(_("the date %(date)s is in the future", date=moment.strftime("%Y-%m-%d %H:%M")))
     return instant
 
 
@@ -152,9 +155,9 @@ def parse_when(text: str, options: ImportOptions) -> datetime:
     """A date with or without a time and an offset, as an aware UTC instant to the second."""
     value = text.strip()
     if not value:
-        raise RowError("there is no date")
+        raise RowError(_("there is no date"))
     if len(value) > 40:
-        raise RowError("the date is not one Weigh-in can read")
+        raise RowError(_("the date is not one Weigh-in can read"))
     moment = _parse_iso(value)
     if moment is None:
         if "." in value:
@@ -170,7 +173,9 @@ def parse_when(text: str, options: ImportOptions) -> datetime:
             except ValueError:
                 continue
     if moment is None:
-        raise RowError(f'date "{value}" is not one Weigh-in can read (such as 2024-03-01 07:30)')
+        raise RowError(
+            _('date "%(value)s" is not one Weigh-in can read (such as 2024-03-01 07:30)', value=value)
+        )
     return _checked_instant(moment, options)
 
 
@@ -185,7 +190,9 @@ def _parse_date_and_time(day_text: str, time_text: str, options: ImportOptions) 
     try:
         clock = time.fromisoformat(time_text.strip())
     except ValueError:
-        raise RowError(f'time "{time_text.strip()}" is not one Weigh-in can read (such as 07:30)') from None
+        raise RowError(
+            _('time "%(value)s" is not one Weigh-in can read (such as 07:30)', value=time_text.strip())
+        ) from None
     return _checked_instant(datetime.combine(day, clock.replace(tzinfo=None)), options)
 
 
@@ -193,9 +200,9 @@ def clean_note(text: str) -> str:
     """A note as it will be stored: trimmed, at most MAX_NOTE_CHARS, without control characters."""
     note = text.strip()
     if len(note) > MAX_NOTE_CHARS:
-        raise RowError(f"the note is longer than {MAX_NOTE_CHARS} characters")
+        raise RowError(_("the note is longer than %(max)d characters", max=MAX_NOTE_CHARS))
     if _CONTROL.search(note):
-        raise RowError("the note has control characters")
+        raise RowError(_("the note has control characters"))
     return note
 
 
@@ -229,8 +236,12 @@ def _text_lines(stream: IO[bytes]) -> Iterator[str]:
             raise _not_utf8(number) from None
         if len(raw) > MAX_LINE_BYTES:
             raise ImportFileError(
-                f"Line {number} is longer than {MAX_LINE_BYTES // 1024} KiB, so this is not a weight log "
-                "Weigh-in can read. Nothing was imported."
+                _(
+                    "Line %(line)d is longer than %(size)d KiB, so this is not a weight log Weigh-in can "
+                    "read. Nothing was imported.",
+                    line=number,
+                    size=MAX_LINE_BYTES // 1024,
+                )
             )
         if isinstance(raw, str):
             line = raw
@@ -240,14 +251,17 @@ def _text_lines(stream: IO[bytes]) -> Iterator[str]:
             except UnicodeDecodeError:
                 raise _not_utf8(number) from None
         if "\x00" in line:
-            raise ImportFileError("This is not a text file. Choose a CSV file. Nothing was imported.")
+            raise ImportFileError(_("This is not a text file. Choose a CSV file. Nothing was imported."))
         yield line
 
 
 def _not_utf8(number: int) -> ImportFileError:
     return ImportFileError(
-        f"Line {number} is not UTF-8 text. Save the file as CSV with UTF-8 encoding and try again. "
-        "Nothing was imported."
+        _(
+            "Line %(line)d is not UTF-8 text. Save the file as CSV with UTF-8 encoding and try again. "
+            "Nothing was imported.",
+            line=number,
+        )
     )
 
 
@@ -285,7 +299,7 @@ class CsvImport:
                 first = line
                 break
         if not first:
-            raise ImportFileError("The file is empty. Nothing was imported.")
+            raise ImportFileError(_("The file is empty. Nothing was imported."))
         stripped = first.strip()
         if stripped.startswith("#") and re.match(r"#\s*(version|units|date;)", stripped, re.IGNORECASE):
             self.format = "libra"
@@ -345,8 +359,10 @@ class CsvImport:
             else:
                 if self._delimiter == "," and len(names) == 3 and names[2].strip().isdigit():
                     raise ImportFileError(
-                        "The weights seem to have decimal commas in a comma-separated file. Separate "
-                        "the columns with semicolons (;) and try again. Nothing was imported."
+                        _(
+                            "The weights seem to have decimal commas in a comma-separated file. Separate "
+                            "the columns with semicolons (;) and try again. Nothing was imported."
+                        )
                     )
                 self._columns = {"when": 0, "weight": 1}
                 if len(names) >= 3:
@@ -354,18 +370,23 @@ class CsvImport:
                 self._first_data = next(csv.reader([line], delimiter=self._delimiter))
                 return
         raise ImportFileError(
-            "The first line does not match any format Weigh-in can import. Use a Weigh-in, openScale "
-            "or Libra export, or a file whose first line is a header such as date,weight. "
-            "Nothing was imported."
+            _(
+                "The first line does not match any format Weigh-in can import. Use a Weigh-in, openScale "
+                "or Libra export, or a file whose first line is a header such as date,weight. "
+                "Nothing was imported."
+            )
         )
 
     def _libra_directive(self, line: str) -> None:
-        key, _, value = line[1:].partition(":")
+        key, _colon, value = line[1:].partition(":")
         key, value = key.strip().lower(), value.strip().lower()
         if key == "version" and value != "5":
             raise ImportFileError(
-                f"This is a Libra file of version {value or '?'}; Weigh-in reads version 5. "
-                "Export again from a current Libra. Nothing was imported."
+                _(
+                    "This is a Libra file of version %(version)s; Weigh-in reads version 5. Export again "
+                    "from a current Libra. Nothing was imported.",
+                    version=value or "?",
+                )
             )
         if key == "units":
             if value in {"kg", "kgs"}:
@@ -374,7 +395,10 @@ class CsvImport:
                 self.unit = "lb"
             else:
                 raise ImportFileError(
-                    f'The Libra file\'s unit "{value}" is neither kg nor lbs. Nothing was imported.'
+                    _(
+                        'The Libra file\'s unit "%(unit)s" is neither kg nor lbs. Nothing was imported.',
+                        unit=value,
+                    )
                 )
 
     def __iter__(self) -> Iterator[ParsedRow | RefusedRow]:
@@ -395,7 +419,7 @@ class CsvImport:
                 continue
             fields = stripped.split(";", 5)
             if len(fields) < 2:
-                yield RefusedRow(number, "a Libra row has a date and a weight separated by ;")
+                yield RefusedRow(number, _("a Libra row has a date and a weight separated by ;"))
                 continue
             yield self._row(number, fields[0], "", fields[1], fields[5] if len(fields) == 6 else "")
 
@@ -410,8 +434,11 @@ class CsvImport:
                 return
             except csv.Error as error:
                 raise ImportFileError(
-                    f"Line {self._first_line + reader.line_num} cannot be read as CSV ({error}). "
-                    "Nothing was imported."
+                    _(
+                        "Line %(line)d cannot be read as CSV (%(error)s). Nothing was imported.",
+                        line=self._first_line + reader.line_num,
+                        error=error,
+                    )
                 ) from None
             if not any(field.strip() for field in fields):
                 continue
@@ -433,8 +460,10 @@ class CsvImport:
             if extra.strip().isdigit() and "note" not in columns:
                 return RefusedRow(
                     number,
-                    "the row has more columns than the header; with decimal commas, separate the "
-                    "columns with semicolons (;) or put the weight in quotes",
+                    _(
+                        "the row has more columns than the header; with decimal commas, separate the "
+                        "columns with semicolons (;) or put the weight in quotes"
+                    ),
                 )
         clock = cell("time")
         if self.format == "openscale3" and not clock.strip():

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, tzinfo
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from wtforms import HiddenField, SelectChoice, SelectField, StringField
@@ -120,25 +122,25 @@ class GoalForm(_UserForm):
 class ImportForm(FlaskForm):
     """Upload a CSV file; the unit and date order apply only where the file does not say."""
 
-    file = FileField("CSV file", validators=[FileRequired("Choose a CSV file to import.")])
+    file = FileField(_l("CSV file"), validators=[FileRequired(_l("Choose a CSV file to import."))])
     unit = SelectField(
-        "Unit of the weights",
-        choices=[SelectChoice("kg", "Kilograms (kg)"), SelectChoice("lb", "Pounds (lb)")],
+        _l("Unit of the weights"),
+        choices=[SelectChoice("kg", _l("Kilograms (kg)")), SelectChoice("lb", _l("Pounds (lb)"))],
         validate_choice=False,
     )
     date_order = SelectField(
-        "Dates such as 03/04/2024 mean",
+        _l("Dates such as 03/04/2024 mean"),
         choices=[
-            SelectChoice("dmy", "day/month/year (3 April 2024)"),
-            SelectChoice("mdy", "month/day/year (March 4, 2024)"),
+            SelectChoice("dmy", _l("day/month/year (3 April 2024)")),
+            SelectChoice("mdy", _l("month/day/year (March 4, 2024)")),
         ],
         validate_choice=False,
     )
 
     def validate_unit(self, field):
         if field.data not in {"kg", "lb"}:
-            raise ValidationError("Choose kilograms (kg) or pounds (lb).")
+            raise ValidationError(_("Choose kilograms (kg) or pounds (lb)."))
 
     def validate_date_order(self, field):
         if field.data not in {"dmy", "mdy"}:
-            raise ValidationError("Choose day/month/year or month/day/year.")
+            raise ValidationError(_("Choose day/month/year or month/day/year."))

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import IO
 
 import sqlalchemy as sa
+from flask_babel import gettext as _
 from sqlalchemy.orm import aliased
 
 from ..extensions import db
@@ -93,9 +94,6 @@ def _count(pending: PendingImport) -> dict[str, int]:
     return {status: count for status, count in counts}
 
 
-CONFLICT_REASON = "an entry at that moment already has another weight; the existing entry is kept"
-
-
 def stage_import(
     user: User, stream: IO[bytes], filename: str, options: ImportOptions, now: datetime | None = None
 ) -> PendingImport:
@@ -143,7 +141,8 @@ def stage_import(
         .order_by(PendingImportRow.line)
         .limit(SHOWN_PROBLEMS)
     ).scalars()
-    problems = sorted(refused + [(line, CONFLICT_REASON) for line in conflicts])[:SHOWN_PROBLEMS]
+    conflict = _("an entry at that moment already has another weight; the existing entry is kept")
+    problems = sorted(refused + [(line, conflict) for line in conflicts])[:SHOWN_PROBLEMS]
     pending.added_count = counts.get("new", 0)
     pending.duplicate_count = counts.get("duplicate", 0)
     pending.conflict_count = counts.get("conflict", 0)

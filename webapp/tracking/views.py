@@ -13,6 +13,9 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from flask_login import current_user, login_required
 
 from ..extensions import db
@@ -304,7 +307,9 @@ def import_upload():
         else:
             return redirect(url_for("tracking.import_preview", token=pending.token))
     status = 422 if (form.errors or error) else 200
-    return render_template("tracking/import.html", form=form, error=error), status
+    return render_template(
+        "tracking/import.html", form=form, error=error, max_mb=IMPORT_MAX_BYTES // MEGABYTE
+    ), status
 
 
 def _own_pending_import(token: str):
@@ -312,7 +317,7 @@ def _own_pending_import(token: str):
     return imports.pending_import(_user(), token)
 
 
-GONE_MESSAGE = (
+GONE_MESSAGE = _l(
     "That import is no longer waiting: it was saved or cancelled, or it is more than an hour old. "
     "Upload the file again."
 )
@@ -324,14 +329,14 @@ def import_preview(token: str):
     """What the upload would add, skip and refuse (GET); save it in one transaction (POST)."""
     pending = _own_pending_import(token)
     if pending is None:
-        flash(GONE_MESSAGE, "info")
+        flash(str(GONE_MESSAGE), "info")
         return redirect(url_for("tracking.import_upload"))
     if request.method == "POST":
         result = imports.confirm_import(_user(), pending)
         if result is None:
-            flash(GONE_MESSAGE, "info")
+            flash(str(GONE_MESSAGE), "info")
             return redirect(url_for("tracking.import_upload"))
-        flash(f"Imported {result.added} {'entry' if result.added == 1 else 'entries'}.", "success")
+        flash(ngettext("Imported %(num)d entry.", "Imported %(num)d entries.", result.added), "success")
         return redirect(url_for("tracking.history"))
     return render_template(
         "tracking/import_preview.html",
@@ -349,5 +354,5 @@ def import_cancel(token: str):
     pending = _own_pending_import(token)
     if pending is not None:
         imports.discard_import(pending)
-    flash("Import cancelled; nothing was saved.", "info")
+    flash(_("Import cancelled; nothing was saved."), "info")
     return redirect(url_for("tracking.import_upload"))
