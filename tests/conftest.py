@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 
+import psycopg
 import pytest
 
 from webapp import create_app
@@ -13,6 +15,7 @@ from webapp.models import User
 
 from .support import (
     FAST_HASH,
+    PG_ADMIN_URL,
     TEST_SECRET,
     ServerProcess,
     flask_cli,
@@ -125,6 +128,23 @@ def make_server(tmp_path):
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def empty_postgres():
+    """A fresh, empty PostgreSQL database for one test (weighin_t_<random>), dropped afterwards."""
+    try:
+        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
+    except psycopg.Error as error:
+        unavailable(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {error}")
+    name = f"weighin_t_{secrets.token_hex(5)}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")

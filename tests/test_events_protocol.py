@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import re
 import socket
 import threading
 import time
+from contextlib import contextmanager
 
 import httpx
 import pytest
 from httpx_sse import connect_sse
+from simple_websocket import Client as WebSocket
+
+from webapp.events.outbox import announce_to_user_and_admins
+from webapp.extensions import db
+from webapp.models import User
+from webapp.reminders import lifecycle
 
 from .support import Seeder, ServerProcess, csrf_token, flask_cli, server_env
 
@@ -56,6 +65,17 @@ class Reader(threading.Thread):
                 return found[-1]
             time.sleep(0.05)
         raise AssertionError(f"no matching event within {timeout} s; got {self.events!r}")
+
+    def wait_for_count(self, predicate, count: int, timeout: float = 10.0) -> list:
+        """Wait until `count` events match; returns them all."""
+        deadline = time.monotonic() + timeout
+        while len(found := [e for e in self.events if predicate(e)]) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{len(found)} of {count} events within {timeout} s; got {self.events!r}"
+                )
+            time.sleep(0.05)
+        return found
 
     def stop(self) -> None:
         self.stopping = True
@@ -197,3 +217,107 @@ def test_user_b_never_receives_user_a_events(server, seeder):
             reader.stop()
     bob_events = [e for e in readers[bob].events if e.data]
     assert len(bob_events) == 1 and "Dismiss" not in bob_events[0].data
+
+
+# -- commits in the opposite order of their outbox ids (issue 10, item 1) -----------------------
+
+
+@pytest.fixture
+def pg_server(make_server, empty_postgres):
+    """The embedded server on a PostgreSQL database, where two transactions can race."""
+    return make_server("pg-server", DATABASE_URL=empty_postgres, SSE_HEARTBEAT=1, SSE_MAX_LIFETIME=600)
+
+
+@pytest.fixture
+def pg_seeder(pg_server):
+    seeder = Seeder(pg_server)
+    yield seeder
+    seeder.close()
+
+
+@contextmanager
+def dismiss_held_open(app, user_id: int):
+    """A Dismiss that flushes its rows (and, before the fix, takes its outbox ids) and commits only
+    when the block ends, as when it waited on a lock held by a Remind now that committed first."""
+    with app.app_context():
+        lifecycle.dismiss(db.session.get(User, user_id))
+        db.session.flush()
+        yield
+        db.session.commit()
+
+
+def remind_again_on_another_connection(app, user_id: int) -> None:
+    """Remind now on an open reminder, in a second session and connection: news on both channels."""
+    with app.app_context():
+        announce_to_user_and_admins(user_id, "reminder")
+        db.session.commit()
+
+
+def _area_state(html: str) -> str:
+    return re.search(r'data-reminder-state="(\w+)"', html).group(1)
+
+
+def _is_admins(event) -> bool:
+    return event.event == "weighin:admins"
+
+
+def test_every_transport_converges_whatever_order_two_changes_commit_in(pg_server, pg_seeder):
+    seeder = pg_seeder
+    ada = seeder.user("ada@example.com")
+    admin = seeder.user("admin@example.com", admin=True)
+    with seeder.app.app_context():
+        lifecycle.open_reminder(ada)
+        db.session.commit()
+    stream, admin_stream = Reader(seeder.client(ada)), Reader(seeder.client(admin))
+    stream.start()
+    admin_stream.start()
+    poller = seeder.client(ada)
+    ws = WebSocket.connect(
+        f"ws://127.0.0.1:{pg_server.port}/events/ws", headers={"Cookie": f"session={seeder.cookie(ada)}"}
+    )
+    try:
+        first = stream.wait_for(lambda e: e.data)
+        assert _area_state(first.data) == "open"
+        assert json.loads(ws.receive(timeout=GENEROUS))["html"].count('data-reminder-state="open"') == 1
+        admin_stream.wait_for(_is_admins)
+
+        with dismiss_held_open(seeder.app, ada):
+            remind_again_on_another_connection(seeder.app, ada)
+            # Everyone sees the Remind now, while the Dismiss is not committed yet.
+            stale = stream.wait_for(lambda e: e.data and e.id != first.id)
+            assert _area_state(stale.data) == "open"
+            stale_admin_id = admin_stream.wait_for_count(_is_admins, 2)[-1].id
+            assert _area_state(json.loads(ws.receive(timeout=GENEROUS))["html"]) == "open"
+            polled = poller.get("/events/area")
+            assert _area_state(polled.text) == "open"
+            stale_poll_id = polled.headers["X-Event-Id"]
+
+        # The Dismiss committed last: every client ends up showing no banner.
+        assert _area_state(stream.wait_for(lambda e: e.data and _area_state(e.data) == "none").data) == "none"
+        admin_stream.wait_for_count(_is_admins, 3)
+        frame = ws.receive(timeout=GENEROUS)
+        assert frame is not None and _area_state(json.loads(frame)["html"]) == "none"
+        polled = poller.get("/events/area", params={"after": stale_poll_id})
+        assert polled.status_code == 200 and _area_state(polled.text) == "none"
+        started = time.monotonic()
+        waited = poller.get("/events/wait", params={"after": stale_poll_id})
+        assert waited.status_code == 200 and _area_state(waited.text) == "none"
+        assert time.monotonic() - started < GENEROUS
+
+        # A tab that lost its stream right after the stale banner resumes from its id, and an
+        # admin's tab likewise: both are brought up to date at once.
+        resumed = Reader(seeder.client(ada), **{"Last-Event-ID": stale.id})
+        resumed_admin = Reader(seeder.client(admin), **{"Last-Event-ID": stale_admin_id})
+        resumed.start()
+        resumed_admin.start()
+        try:
+            assert _area_state(resumed.wait_for(lambda e: e.data, timeout=GENEROUS).data) == "none"
+            resumed_admin.wait_for(_is_admins, timeout=GENEROUS)
+        finally:
+            resumed.stop()
+            resumed_admin.stop()
+    finally:
+        ws.close()
+        poller.close()
+        stream.stop()
+        admin_stream.stop()

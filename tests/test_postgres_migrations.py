@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import threading
 
 import psycopg
@@ -11,31 +10,14 @@ import sqlalchemy as sa
 
 from webapp.reminders.scanner import scan_lock
 
-from .support import PG_ADMIN_URL, flask_cli, server_env, unavailable
+from .support import flask_cli, server_env
 
 pytestmark = pytest.mark.services
 
 
-@pytest.fixture
-def scratch_database():
-    """A fresh, empty PostgreSQL database for one test (weighin_t_<random>), dropped afterwards."""
-    try:
-        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
-    except psycopg.Error as error:
-        unavailable(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {error}")
-    name = f"weighin_t_{secrets.token_hex(5)}"
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def test_upgrade_then_check_on_a_fresh_postgres(tmp_path, scratch_database):
+def test_upgrade_then_check_on_a_fresh_postgres(tmp_path, empty_postgres):
     # A plain postgresql:// URL, as people write it: the app picks psycopg 3 by itself.
-    env = server_env(tmp_path, DATABASE_URL=scratch_database)
+    env = server_env(tmp_path, DATABASE_URL=empty_postgres)
     flask_cli(["db", "upgrade"], env)
     checked = flask_cli(["db", "check"], env, check=False)
     assert checked.returncode == 0, (
@@ -44,15 +26,15 @@ def test_upgrade_then_check_on_a_fresh_postgres(tmp_path, scratch_database):
     assert len(flask_cli(["db", "heads"], env).stdout.strip().splitlines()) == 1
     # And down again to nothing, so every migration's downgrade runs on PostgreSQL too.
     flask_cli(["db", "downgrade", "base"], env)
-    with psycopg.connect(scratch_database) as conn:
+    with psycopg.connect(empty_postgres) as conn:
         tables = {
             row[0] for row in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
         }
     assert tables <= {"alembic_version"}
 
 
-def test_scan_lock_lets_one_scanner_in(scratch_database):
-    engine = sa.create_engine(scratch_database.replace("postgresql://", "postgresql+psycopg://", 1))
+def test_scan_lock_lets_one_scanner_in(empty_postgres):
+    engine = sa.create_engine(empty_postgres.replace("postgresql://", "postgresql+psycopg://", 1))
     try:
         holding = threading.Event()
         release = threading.Event()

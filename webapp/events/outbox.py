@@ -17,13 +17,21 @@ from ..timeutil import utcnow
 log = logging.getLogger(__name__)
 
 _PENDING = "weighin_outbox_pending"
+_ANNOUNCED = "weighin_outbox_announced"
+_SAVEPOINT_MARKS = "weighin_outbox_savepoints"
+# The PostgreSQL advisory lock (transaction-level) under which outbox rows are inserted at commit.
+COMMIT_ORDER_LOCK_KEY = int.from_bytes(b"outbox", "big")
 
 
-def announce(channel: str, kind: str) -> OutboxEvent:
-    """Add an outbox row to the current transaction; it is published once the transaction commits."""
-    event = OutboxEvent(channel=channel, kind=kind, created_at=utcnow())
-    db.session.add(event)
-    return event
+def announce(channel: str, kind: str) -> None:
+    """Announce news on a channel in the current transaction: written and published when it commits.
+
+    The outbox row itself is inserted at commit (see `_write_announcements`), so its id is taken
+    in commit order and a client's id is proof of what it has seen.
+    """
+    # Begin the transaction now, so that a rollback before any other write forgets this too.
+    db.session.connection()
+    db.session.info.setdefault(_ANNOUNCED, []).append((channel, kind, utcnow()))
 
 
 def announce_to_user_and_admins(user_id: int, kind: str) -> None:
@@ -122,6 +130,41 @@ def prune(older_than_days: int, now=None) -> int:
     return result.rowcount or 0
 
 
+@sa.event.listens_for(Session, "before_commit")
+def _write_announcements(session):
+    """Insert the transaction's outbox rows last, under one lock held until the commit ends.
+
+    PostgreSQL hands out sequence values at insert, not at commit, so two transactions could
+    commit in the opposite order of their ids, and a stream or a reconnect that trusts "the
+    newest id I sent" would keep a stale banner. Inserting under a transaction-level lock makes
+    ids commit-ordered: the next transaction gets its id only once this one is visible. The rest
+    of the transaction is flushed first, so the lock is held only for the inserts and the commit
+    itself (never while waiting for a row lock, which could deadlock). SQLite has one writer,
+    whose write lock already lasts from the first insert to the commit.
+    """
+    if session.in_nested_transaction():
+        return  # a SAVEPOINT is released; the outer transaction decides
+    announced = session.info.pop(_ANNOUNCED, None)
+    session.info.pop(_SAVEPOINT_MARKS, None)
+    if not announced:
+        return
+    session.flush()
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(sa.select(sa.func.pg_advisory_xact_lock(COMMIT_ORDER_LOCK_KEY)))
+    session.add_all(
+        OutboxEvent(channel=channel, kind=kind, created_at=created_at)
+        for channel, kind, created_at in announced
+    )
+    session.flush()
+
+
+@sa.event.listens_for(Session, "after_transaction_create")
+def _mark_savepoint(session, transaction):
+    if transaction.nested:
+        marks = session.info.setdefault(_SAVEPOINT_MARKS, {})
+        marks[id(transaction)] = len(session.info.get(_ANNOUNCED, ()))
+
+
 @sa.event.listens_for(Session, "after_flush")
 def _collect_new_events(session, flush_context):
     pending = session.info.setdefault(_PENDING, [])
@@ -156,7 +199,12 @@ def _publish_committed_events(session):
 
 @sa.event.listens_for(Session, "after_soft_rollback")
 def _drop_rolled_back_events(session, previous_transaction):
-    # A rolled-back savepoint or transaction never happened; its rows must not be announced.
+    # A rolled-back savepoint or transaction never happened; its news must not be announced.
     if previous_transaction.nested:
+        mark = session.info.get(_SAVEPOINT_MARKS, {}).pop(id(previous_transaction), None)
+        if mark is not None and _ANNOUNCED in session.info:
+            del session.info[_ANNOUNCED][mark:]
         return
     session.info.pop(_PENDING, None)
+    session.info.pop(_ANNOUNCED, None)
+    session.info.pop(_SAVEPOINT_MARKS, None)
