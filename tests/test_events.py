@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 from datetime import UTC, datetime
 
 import gevent
@@ -12,7 +13,7 @@ from gevent.queue import Queue
 
 from webapp.events import sse
 from webapp.events.broker import MemoryBroker, Subscription
-from webapp.events.outbox import announce
+from webapp.events.outbox import announce, latest_event_id
 from webapp.extensions import current_broker, db
 from webapp.models import ADMINS_CHANNEL, User, user_channel
 from webapp.reminders import lifecycle
@@ -361,3 +362,28 @@ def test_a_snapshot_rendered_after_connect_carries_working_links_and_csrf_token(
     token = re.search(r'name="csrf_token" value="([^"]+)"', snapshot).group(1)
     dismissed = client.post("/reminders/dismiss", data={"csrf_token": token}, headers={"HX-Request": "true"})
     assert dismissed.status_code == 200 and 'data-reminder-state="none"' in dismissed.get_data(as_text=True)
+
+
+def test_on_sqlite_a_second_writer_cannot_take_an_outbox_id_before_the_first_commits(app):
+    """Why the commit-order race of PostgreSQL cannot happen on SQLite (docs/DECISIONS.md).
+
+    SQLite has one writer: a transaction's first write takes the database's write lock and keeps
+    it to the commit, so a second transaction gets its outbox id only after the first committed.
+    """
+    user_id = _user(app)
+    _open_reminder(app, user_id)
+    insert = "INSERT INTO outbox (channel, kind, created_at) VALUES ('admins', 'reminder', '2026-01-01')"
+    with app.app_context():
+        lifecycle.dismiss(db.session.get(User, user_id))
+        db.session.flush()  # the Dismiss's first write, as it waits for nothing else
+        other = sqlite3.connect(db.engine.url.database, timeout=0.1)
+        try:
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute(insert)  # a Remind now on another connection has to wait
+            db.session.commit()
+            dismissed = latest_event_id([user_channel(user_id), ADMINS_CHANNEL])
+            other.execute(insert)
+            other.commit()
+            assert other.execute("SELECT max(id) FROM outbox").fetchone()[0] > dismissed
+        finally:
+            other.close()
