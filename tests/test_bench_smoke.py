@@ -100,3 +100,16 @@ def test_scan_harness_can_skip_the_first_scan(tmp_path):
     [row] = scan.main(["--db", "sqlite", "--users", "200", "--no-first-scan"])
     assert "first_scan_s" not in row
     assert row["steady_scan_opened"] == 0
+
+
+def test_mail_harness_queues_and_sends_each_escalation_once(tmp_path):
+    from bench import mail
+
+    dbs = "sqlite,postgresql" if _postgres_available() else "sqlite"
+    rows = mail.main(
+        ["--db", dbs, "--reminders", "25", "--repeat", "3", "--out", str(tmp_path / "mail.json")]
+    )
+    for row in rows:
+        assert row["opened"] == row["queued"] == row["sent"] == row["received"] == 25, row
+        assert (row["received_twice"], row["still_queued"]) == (0, 0)
+        assert row["render_already_shown_ms"] > 0 and row["render_first_showing_ms"] > 0

@@ -143,6 +143,7 @@ def escalate(now: datetime | None = None, batch: int = BATCH) -> list[Escalated]
         if not claimed:
             db.session.commit()
             return queued
+        emailed: list[Escalated] = []
         users = {
             user.id: user
             for user in db.session.scalars(sa.select(User).where(User.id.in_([u for _, u in claimed])))
@@ -160,14 +161,15 @@ def escalate(now: datetime | None = None, batch: int = BATCH) -> list[Escalated]
                     .execution_options(synchronize_session=False)
                 )
                 continue
+            queue_reminder_email(user, reminder_id, now)
+            emailed.append(Escalated(reminder_id, user_id, user.email))
+        if emailed:
             db.session.execute(
                 sa.update(Reminder)
-                .where(Reminder.id == reminder_id)
+                .where(Reminder.id.in_([item.reminder_id for item in emailed]))
                 .values(emailed_at=now)
                 .execution_options(synchronize_session=False)
             )
-            queue_reminder_email(user, reminder_id, now)
-            queued.append(Escalated(reminder_id, user_id, user.email))
-        if queued:
             announce(ADMINS_CHANNEL, "mail")
+            queued.extend(emailed)
         db.session.commit()
