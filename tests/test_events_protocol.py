@@ -240,7 +240,7 @@ def dismiss_held_open(app, user_id: int):
     """A Dismiss that flushes its rows (and, before the fix, takes its outbox ids) and commits only
     when the block ends, as when it waited on a lock held by a Remind now that committed first."""
     with app.app_context():
-        lifecycle.dismiss(db.session.get(User, user_id))
+        lifecycle.dismiss(db.session.get_one(User, user_id))
         db.session.flush()
         yield
         db.session.commit()
