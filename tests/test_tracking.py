@@ -70,6 +70,7 @@ ANONYMOUS_ROUTES = [
     ("get", "/entries/import/some-token"),
     ("post", "/entries/import/some-token"),
     ("post", "/entries/import/some-token/cancel"),
+    ("get", "/account/export.json"),
 ]
 
 

@@ -5,8 +5,11 @@ from flask_babel import lazy_gettext as _l
 
 from ..extensions import db, login_manager
 from ..models import User
-from . import throttle
+from . import data_views, throttle
 from .views import bp
+
+# data_views adds its routes to bp when imported; naming it here keeps that import visible.
+__all__ = ["bp", "data_views", "init_app"]
 
 # Ids come back from signed cookies, but a leaked key must still not crash a query: stay
 # within PostgreSQL's INTEGER.
@@ -28,6 +31,3 @@ def init_app(app: Flask) -> None:
     login_manager.login_message_category = "info"
     login_manager.session_protection = "basic"
     throttle.init_app(app)
-
-
-__all__ = ["bp", "init_app"]
