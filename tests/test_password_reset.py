@@ -50,7 +50,11 @@ def _link(text: str) -> str:
 
 
 def _ask(client, email: str):
-    return client.post("/account/forgot", data={"email": email})
+    """Ask for a link, and close the answer as a server does once it is sent (the message is
+    queued then)."""
+    response = client.post("/account/forgot", data={"email": email})
+    response.close()
+    return response
 
 
 def test_login_page_offers_the_reset(reset_app):

@@ -3,7 +3,8 @@
 The token carries the user id and a digest of the password hash it may replace, so setting a new
 password (by this link or any other way) retires every reset link sent before: single use with no
 table of used tokens. Requests are limited per typed address and per client address, and answer
-the same whether or not the address has an account (the views say so in the same words).
+the same, in the same time, whether or not the address has an account: the message is queued
+after the answer has gone out.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+from collections.abc import Callable
 
 from flask import current_app, request
 from flask_babel import force_locale, gettext
@@ -20,6 +22,7 @@ from ..extensions import db, limiter
 from ..i18n import DEFAULT_LANGUAGE
 from ..mail.links import public_url
 from ..mail.queue import enqueue, render_message
+from ..mail.sender import wake_sender
 from ..mail.tokens import PASSWORD_RESET, BadToken, make_token, read_token
 
 __all__ = ["BadToken", "make_reset_token", "request_reset", "reset_password", "user_for_token"]
@@ -79,34 +82,52 @@ def _allowed(email: str) -> bool:
         return True
 
 
-def request_reset(email: str) -> bool:
-    """Queue a reset message for the account with this (normalised) address, if there is one.
+def request_reset(email: str) -> Callable[[], None] | None:
+    """What to do for a reset request for this (normalised) address: None, or the queueing of its
+    message, for the view to run once the answer has gone out.
 
-    The same work either way, so the answer takes as long: the message is rendered for a stand-in
-    when the address has no account, and only the INSERT differs. Returns whether anything was
-    queued (for the caller to wake the sender); the caller commits.
+    Before the answer, both cases cost the same (the limit counters and one indexed lookup); the
+    message is rendered, queued and committed afterwards, so the time to answer says nothing
+    about whether the address has an account.
     """
     if not _allowed(email):
-        return False
-    user = db.session.scalar(db.select(User).where(User.email == email))
-    now = utcnow()
-    target = user or User(id=0, email=email, display_name="", password_hash="-", unit="kg")
-    lang = getattr(target, "locale", None) or DEFAULT_LANGUAGE
+        return None
+    user_id = db.session.scalar(db.select(User.id).where(User.email == email))
+    if user_id is None:
+        return None
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+
+    def deliver() -> None:
+        with app.app_context():
+            try:
+                user = db.session.get(User, user_id)
+                if user is not None:
+                    queue_reset_message(user)
+                    db.session.commit()
+                    wake_sender()
+            except Exception:
+                log.exception("queueing a password-reset message failed")
+                db.session.rollback()
+            finally:
+                db.session.remove()
+
+    return deliver
+
+
+def queue_reset_message(user: User) -> None:
+    """Queue the reset message for this user, in their language; the caller commits."""
+    lang = getattr(user, "locale", None) or DEFAULT_LANGUAGE
     with force_locale(lang):
         text, html = render_message(
             "password_reset",
-            name=target.name,
-            reset_url=public_url("accounts.reset_password", token=make_reset_token(target)),
+            name=user.name,
+            reset_url=public_url("accounts.reset_password", token=make_reset_token(user)),
             forgot_url=public_url("accounts.forgot_password"),
             minutes=MAX_AGE // 60,
             lang=lang,
         )
         subject = gettext("Set a new Weigh-in password")
-    if user is None:
-        current_app.logger.info("password reset asked for an address with no account")
-        return False
-    enqueue(kind="reset", to=user.email, subject=subject, text=text, html=html, user_id=user.id, now=now)
-    return True
+    enqueue(kind="reset", to=user.email, subject=subject, text=text, html=html, user_id=user.id, now=utcnow())
 
 
 def reset_password(user: User, password: str) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, make_response, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_babel import ngettext
@@ -11,7 +11,6 @@ from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..extensions import db
-from ..mail.sender import wake_sender
 from ..models import User
 from ..reminders.lifecycle import set_email_reminders, set_reminders_enabled
 from ..timeutil import timezone_names, utcnow
@@ -153,14 +152,15 @@ RESET_SENT = _l(
 def forgot_password():
     """Ask for a reset link; the answer is the same whether or not the address has an account."""
     form = ForgotPasswordForm()
-    sent = False
-    if form.validate_on_submit():
-        if reset.request_reset(form.email.data):
-            db.session.commit()
-            wake_sender()
-        sent = True
+    deliver = reset.request_reset(form.email.data) if form.validate_on_submit() else None
     status = 422 if form.errors else 200
-    return render_template("accounts/forgot.html", form=form, sent=sent, message=RESET_SENT), status
+    sent = form.is_submitted() and not form.errors
+    response = make_response(
+        render_template("accounts/forgot.html", form=form, sent=sent, message=RESET_SENT), status
+    )
+    if deliver is not None:
+        response.call_on_close(deliver)  # after the answer, so its timing is the same for everyone
+    return response
 
 
 @bp.route("/reset/<token>", methods=["GET", "POST"])
