@@ -8,6 +8,8 @@ import pytest
 
 from .support import unavailable
 
+pytestmark = pytest.mark.bench
+
 
 def _postgres_available() -> bool:
     try:
@@ -66,7 +68,7 @@ def test_transports_harness_compares_every_transport(tmp_path):
     assert "| SSE |" in transports.table(rows)
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
 def test_scan_harness_opens_a_reminder_per_inactive_user(kind, tmp_path):
     if kind == "postgresql" and not _postgres_available():
         unavailable("PostgreSQL is not reachable at 127.0.0.1:5432")
