@@ -150,6 +150,17 @@ def test_a_banner_shown_by_a_page_load_sends_no_email(ctx, client):
     assert escalate(OPENED + 2 * DAY) == [] and _mail() == []
 
 
+def test_a_banner_shown_by_a_long_poll_sends_no_email(ctx, client):
+    user_id = _user()
+    lifecycle.scan(OPENED)
+    with client.session_transaction() as session:
+        session["_user_id"] = str(user_id)
+        session["_fresh"] = True
+    assert "You have not logged your weight since" in client.get("/events/wait?after=0").text
+    assert _reminder(user_id).shown_at is not None
+    assert escalate(OPENED + 2 * DAY) == []
+
+
 def test_a_banner_shown_by_polling_after_the_mail_was_queued_cancels_it(ctx, client):
     user_id = _user()
     lifecycle.scan(OPENED)
