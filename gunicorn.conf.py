@@ -22,7 +22,16 @@ timeout = 30
 # On SIGTERM (stop, or HUP's replacement of old workers) streams end within a second with a
 # retry hint; ordinary requests get this long to finish.
 graceful_timeout = 10
+# Slow and oversized clients (issue 10, item 6). With the gevent worker, `keepalive` is also
+# how long a connection may take to send each request's line and headers, the first one
+# included: a client idle or trickling for longer loses its socket (silently, as gunicorn does).
+# The body is bounded by the app itself (REQUEST_TIMEOUT, webapp/connections.py: 408), and its
+# size by MAX_CONTENT_LENGTH (413). The head's size is bounded here; these are gunicorn's
+# defaults made explicit, except fewer header fields (browsers send about 20).
 keepalive = 5
+limit_request_line = 4094
+limit_request_fields = 50
+limit_request_field_size = 8190
 
 # Never preload: the app, its database pool and the broker's Redis connections must be made
 # in each worker after the fork, and the gevent worker must patch before the app imports.

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -339,6 +340,56 @@ def session_cookie(app: Flask, user_id: int) -> str:
     serializer = interface.get_signing_serializer(app)
     assert serializer is not None, "the app has a SECRET_KEY"
     return serializer.dumps({"_user_id": str(user_id), "_fresh": True})
+
+
+class RawStream:
+    """One GET /events on its own socket, read by a thread, as a browser tab holds it (with
+    hx-sse's HX-Request header unless htmx=False); `text` is everything it received so far."""
+
+    def __init__(self, port: int, cookie: str, *, last_event_id: str | None = None, htmx: bool = True):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+        extra = "Accept: text/event-stream\r\n"
+        if htmx:
+            extra += "HX-Request: true\r\n"
+        if last_event_id is not None:
+            extra += f"Last-Event-ID: {last_event_id}\r\n"
+        self.sock.sendall(
+            f"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: session={cookie}\r\n{extra}\r\n".encode()
+        )
+        self.text = ""
+        self.closed = False
+        self.changed = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        try:
+            while chunk := self.sock.recv(65536):
+                with self.changed:
+                    self.text += chunk.decode("utf-8", "replace")
+                    self.changed.notify_all()
+        except OSError:
+            pass
+        with self.changed:
+            self.closed = True
+            self.changed.notify_all()
+
+    def wait_for(self, predicate, what: str, timeout: float = 20.0) -> RawStream:
+        with self.changed:
+            if not self.changed.wait_for(lambda: predicate(self), timeout):
+                raise AssertionError(f"no {what} within {timeout} s; the stream read:\n{self.text[-2000:]}")
+        return self
+
+    def connected(self) -> RawStream:
+        return self.wait_for(lambda s: ": connected" in s.text, "connected stream")
+
+    def ended(self) -> RawStream:
+        return self.wait_for(lambda s: s.closed, "end of the stream")
+
+    def last_id(self) -> str:
+        return re.findall(r"^id: (\d+)$", self.text, re.M)[-1]
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 def csrf_token(client: httpx.Client) -> str:

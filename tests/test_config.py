@@ -90,6 +90,12 @@ def test_blank_values_mean_the_default(tmp_path):
         ({"SSE_HEARTBEAT": "15s"}, "SSE_HEARTBEAT must be a whole number"),
         ({"SSE_MAX_LIFETIME": "1"}, "SSE_MAX_LIFETIME must be a whole number from 5"),
         ({"SSE_QUEUE_SIZE": "0"}, "SSE_QUEUE_SIZE must be a whole number from 1"),
+        (
+            {"SSE_MAX_STREAMS_PER_USER": "0"},
+            "SSE_MAX_STREAMS_PER_USER must be a whole number from 1 to 10000",
+        ),
+        ({"SSE_MAX_STREAMS_PER_USER": "ten"}, "SSE_MAX_STREAMS_PER_USER must be a whole number"),
+        ({"SSE_MAX_STREAMS_PER_PROCESS": "-1"}, "SSE_MAX_STREAMS_PER_PROCESS must be a whole number from 1"),
         ({"OUTBOX_RETENTION_DAYS": "-3"}, "OUTBOX_RETENTION_DAYS must be a whole number from 1"),
         ({"PROXY_FIX": "9"}, "PROXY_FIX must be a whole number from 0 to 5, got 9"),
         ({"SESSION_COOKIE_SECURE": "maybe"}, "SESSION_COOKIE_SECURE must be one of"),

@@ -11,7 +11,13 @@ import redis
 
 from webapp import make_broker
 from webapp.events.outbox import announce
-from webapp.events.redis_broker import RedisBroker, format_message, parse_message
+from webapp.events.redis_broker import (
+    RedisBroker,
+    format_control,
+    format_message,
+    parse_control,
+    parse_message,
+)
 from webapp.extensions import db, install_broker
 
 from .support import RedisServer, free_port, unavailable
@@ -44,6 +50,17 @@ def test_parse_message(raw, parsed):
 
 def test_format_round_trips():
     assert parse_message(format_message("user:12", 99).encode()) == ("user:12", 99)
+
+
+@pytest.mark.parametrize(
+    "raw", [b"user:5:42", b"!close:replaced", b"!close::ab", b"!open:replaced:ab", b"!close:a:b:c"]
+)
+def test_only_well_formed_control_messages_are_control_messages(raw):
+    assert parse_control(raw) is None
+
+
+def test_control_messages_round_trip():
+    assert parse_control(format_control("replaced", "ab12").encode()) == ("replaced", "ab12")
 
 
 def test_publish_with_redis_down_neither_raises_nor_waits(app):

@@ -38,6 +38,20 @@ def _int_env(env: Mapping[str, str], name: str, default: int, minimum: int, maxi
     return value
 
 
+def default_process_stream_ceiling() -> int:
+    """Streams one process accepts by default: 5,000, or fewer when its file-descriptor limit is
+    lower, keeping 256 descriptors for ordinary requests, the database pool, Redis and files."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):
+        return 5000
+    if soft == resource.RLIM_INFINITY:
+        return 5000
+    return max(10, min(5000, soft - 256))
+
+
 def _bool_env(env: Mapping[str, str], name: str, default: bool) -> bool:
     """A yes/no variable, or the default when unset or blank."""
     raw = env.get(name)
@@ -330,6 +344,12 @@ def load_config(instance_path: str | os.PathLike, env: Mapping[str, str] | None 
         "SSE_HEARTBEAT": _int_env(env, "SSE_HEARTBEAT", 15, 1, 3600),
         "SSE_MAX_LIFETIME": _int_env(env, "SSE_MAX_LIFETIME", 600, 5, 86400),
         "SSE_QUEUE_SIZE": _int_env(env, "SSE_QUEUE_SIZE", 64, 1, 100000),
+        # One account's streams, long polls and WebSockets together (one more ends its oldest),
+        # across every worker and host; and what one process holds before it answers 503.
+        "SSE_MAX_STREAMS_PER_USER": _int_env(env, "SSE_MAX_STREAMS_PER_USER", 10, 1, 10000),
+        "SSE_MAX_STREAMS_PER_PROCESS": _int_env(
+            env, "SSE_MAX_STREAMS_PER_PROCESS", default_process_stream_ceiling(), 1, 1000000
+        ),
         # Seconds a client has to send a request's head (embedded server), and its body (both).
         "REQUEST_TIMEOUT": _int_env(env, "REQUEST_TIMEOUT", 10, 1, 3600),
         "OUTBOX_RETENTION_DAYS": _int_env(env, "OUTBOX_RETENTION_DAYS", 7, 1, 3650),

@@ -7,11 +7,12 @@ reads the area and the newest outbox id of its channels.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
-from flask import current_app, url_for
+from flask import Response, current_app, url_for
 from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup
@@ -135,16 +136,38 @@ def read_state(
     return newest, html
 
 
+def over_capacity() -> Response | None:
+    """503 with Retry-After when this process already holds SSE_MAX_STREAMS_PER_PROCESS
+    subscriptions (streams, long polls, WebSockets); None while there is room.
+
+    Plain text, rendered from nothing: under that load a page with the layout would cost a
+    database query per refusal.
+    """
+    if current_broker().local_stream_count() < current_app.config["SSE_MAX_STREAMS_PER_PROCESS"]:
+        return None
+    # Spread the retries so the refused do not all come back in the same second.
+    return Response(
+        "The server is busy. Try again in a few seconds.\n",
+        status=503,
+        mimetype="text/plain",
+        headers={"Retry-After": str(random.randint(2, 10)), "Cache-Control": "no-store"},
+    )
+
+
 def subscribe_and_read(
     user_id: int, channels: tuple[str, ...], *, area: bool, links: AreaLinks | None = None
 ) -> tuple[Subscription, int, str | None]:
     """Subscribe to the channels, then read their newest id (and the area if asked).
 
     In that order, so nothing committed in between is missed; the session is released before
-    returning, and the subscription is dropped again if the read fails.
+    returning, and the subscription is dropped again if the read fails. It counts towards the
+    user's SSE_MAX_STREAMS_PER_USER: one more asks the user's oldest to end.
     """
     broker = current_broker()
-    subscription = broker.subscribe(channels, current_app.config["SSE_QUEUE_SIZE"])
+    config = current_app.config
+    subscription = broker.subscribe(
+        channels, config["SSE_QUEUE_SIZE"], user_id=user_id, per_user=config["SSE_MAX_STREAMS_PER_USER"]
+    )
     try:
         newest, html = read_state(user_id, channels, area=area, links=links)
     except BaseException:

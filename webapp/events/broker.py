@@ -10,6 +10,7 @@ broker; each open stream holds a Subscription with a bounded queue that the brok
 from __future__ import annotations
 
 import logging
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 
@@ -21,14 +22,29 @@ from .outbox import OutboxFollower
 log = logging.getLogger(__name__)
 
 
-class Subscription:
-    """One stream's view of the broker: the channels it follows and a bounded queue of news."""
+# Why a subscription is asked to end (Subscription.close_reason), so its transport can tell
+# the client when to come back.
+SHUTDOWN = "shutdown"  # the worker is stopping: reconnect soon, to a worker that stays
+REPLACED = "replaced"  # the account opened more than SSE_MAX_STREAMS_PER_USER: back off
 
-    def __init__(self, channels: Iterable[str], maxsize: int):
+
+class Subscription:
+    """One stream's view of the broker: the channels it follows and a bounded queue of news.
+
+    `user_id` is whose it is (the per-user cap counts them); `token` names it across processes.
+    """
+
+    def __init__(self, channels: Iterable[str], maxsize: int, user_id: int | None = None):
         self.channels = frozenset(channels)
         self.queue: Queue = Queue(maxsize=maxsize)
         self.overflowed = False
-        self.closing = False
+        self.close_reason: str | None = None
+        self.user_id = user_id
+        self.token = uuid.uuid4().hex
+
+    @property
+    def closing(self) -> bool:
+        return self.close_reason is not None
 
     def deliver(self, channel: str, event_id: int) -> None:
         """Queue news without blocking; a full queue marks the subscriber too slow to keep."""
@@ -49,9 +65,10 @@ class Subscription:
             batch.append(self.queue.get_nowait())
         return batch
 
-    def close(self) -> None:
-        """Ask the stream to end now (the process is shutting down); wakes a waiting stream."""
-        self.closing = True
+    def close(self, reason: str = SHUTDOWN) -> None:
+        """Ask the stream to end now, for the reason given (the first one counts); wakes it."""
+        if self.close_reason is None:
+            self.close_reason = reason
         self.deliver("", 0)
 
 
@@ -62,29 +79,66 @@ class Broker:
         self._subscribers: dict[str, set[Subscription]] = defaultdict(set)
         self._count = 0
         self.closing = False
+        # Each user's local subscriptions, oldest first, and every one by token.
+        self._by_user: dict[int, dict[str, Subscription]] = defaultdict(dict)
+        self._by_token: dict[str, Subscription] = {}
 
     # -- local fan-out, shared by every implementation --------------------------------------
-    def subscribe(self, channels: Iterable[str], maxsize: int) -> Subscription:
-        sub = Subscription(channels, maxsize)
+    def subscribe(
+        self, channels: Iterable[str], maxsize: int, *, user_id: int | None = None, per_user: int = 0
+    ) -> Subscription:
+        """A new subscription; with per_user, the user's oldest beyond that many are asked to end."""
+        sub = Subscription(channels, maxsize, user_id)
         for channel in sub.channels:
             self._subscribers[channel].add(sub)
         self._count += 1
+        self._by_token[sub.token] = sub
+        if user_id is not None:
+            self._by_user[user_id][sub.token] = sub
         self.start()
         if self.closing:
             sub.close()
+        elif user_id is not None and per_user > 0:
+            self.admit(sub, per_user)
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
-        removed = False
+        if self._by_token.pop(sub.token, None) is None:
+            return
         for channel in sub.channels:
             subs = self._subscribers.get(channel)
-            if subs is not None and sub in subs:
-                removed = True
+            if subs is not None:
                 subs.discard(sub)
                 if not subs:
                     del self._subscribers[channel]
-        if removed:
-            self._count -= 1
+        self._count -= 1
+        if sub.user_id is not None:
+            mine = self._by_user.get(sub.user_id)
+            if mine is not None:
+                mine.pop(sub.token, None)
+                if not mine:
+                    del self._by_user[sub.user_id]
+            self.forget(sub)
+
+    def admit(self, sub: Subscription, per_user: int) -> None:
+        """Keep the user at per_user subscriptions: this process's oldest are asked to end.
+
+        The Redis broker counts across every process instead.
+        """
+        live = [other for other in self._by_user.get(sub.user_id, {}).values() if not other.closing]
+        for victim in live[: max(0, len(live) - per_user)]:
+            victim.close(REPLACED)
+
+    def forget(self, sub: Subscription) -> None:
+        """The subscription ended: drop it from any shared count (nothing to do in one process)."""
+
+    def close_token(self, token: str, reason: str) -> bool:
+        """Ask the local subscription with this token to end; False if it is not here."""
+        sub = self._by_token.get(token)
+        if sub is None:
+            return False
+        sub.close(reason)
+        return True
 
     def dispatch(self, channel: str, event_id: int) -> None:
         """Hand news to every local subscription of the channel."""

@@ -26,13 +26,18 @@ from flask_sock import Sock
 from ..extensions import current_broker
 from ..models import user_channel
 from . import sse
-from .area import read_state, subscribe_and_read
+from .area import over_capacity, read_state, subscribe_and_read
+from .broker import REPLACED
 
 bp = Blueprint("events_fallback", __name__)
 sock = Sock()
 
 LONGPOLL_TIMEOUT = 25.0
 NO_STORE = {"Cache-Control": "no-store", "Vary": "Cookie"}
+# Seconds a long poll or WebSocket ended by the per-user cap is told to wait before coming back
+# (as the stream's replaced event does), and one ended by a worker shutting down.
+REPLACED_RETRY_AFTER = (20, 40)
+SHUTDOWN_RETRY_AFTER = 1
 
 
 def init_app(app: Flask) -> None:
@@ -46,7 +51,13 @@ def _require_login():
     # Runs before the WebSocket handshake too, so an anonymous socket is refused with a plain 401.
     if not current_user.is_authenticated:
         return Response("Log in to receive reminders.\n", status=401, mimetype="text/plain", headers=NO_STORE)
+    if request.endpoint in {"events_fallback.wait", "events_fallback.websocket"}:
+        return over_capacity()  # before the WebSocket handshake, so it is a plain 503 too
     return None
+
+
+def _retry_after(reason: str | None) -> int:
+    return random.randint(*REPLACED_RETRY_AFTER) if reason == REPLACED else SHUTDOWN_RETRY_AFTER
 
 
 def _after_param() -> int | None:
@@ -61,8 +72,11 @@ def _snapshot_response(user_id: int, event_id: int, html: str | None = None) -> 
     return Response(html, mimetype="text/html", headers={**NO_STORE, "X-Event-Id": str(event_id)})
 
 
-def _nothing_new(after: int) -> Response:
-    return Response(status=204, headers={**NO_STORE, "X-Event-Id": str(after)})
+def _nothing_new(after: int | None, retry_after: int | None = None) -> Response:
+    headers = {**NO_STORE, "X-Event-Id": str(after if after is not None else 0)}
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    return Response(status=204, headers=headers)
 
 
 def _is_current(after: int | None, newest: int) -> bool:
@@ -101,6 +115,9 @@ def wait():
             batch = subscription.next_batch(timeout=remaining)
             if not batch:
                 break
+            if subscription.closing:
+                # Ended by the broker (the user's cap, a worker stopping): say when to ask again.
+                return _nothing_new(after, _retry_after(subscription.close_reason))
             event_id = max(event_id for _, event_id in batch)
             if subscription.overflowed or event_id > newest:
                 return _snapshot_response(user_id, event_id)
@@ -134,6 +151,12 @@ def websocket(ws):
             batch = subscription.next_batch(timeout=min(heartbeat, remaining))
             if not batch:
                 continue  # simple-websocket pings on its own; this only notices a closed socket
+            if subscription.closing:
+                if subscription.close_reason == REPLACED:
+                    ws.close(reason=1008, message="too many connections for this account; reconnect later")
+                else:
+                    ws.close(reason=1012, message="server restarting; reconnect with ?after=")
+                return
             if subscription.overflowed:
                 ws.close(reason=1013, message="too slow; reconnect with ?after=")
                 return

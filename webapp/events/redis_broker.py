@@ -26,7 +26,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from .broker import Broker
+from .broker import REPLACED, Broker, Subscription
 from .outbox import OutboxFollower
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,12 @@ log = logging.getLogger(__name__)
 DEFAULT_PREFIX = "weighin:"
 EVENTS_CHANNEL = "events"
 STREAMS_KEY = "streams:"
+# A sorted set per user of their open subscriptions in every process ("<instance>/<token>",
+# scored by Redis's clock when opened), for SSE_MAX_STREAMS_PER_USER.
+USER_STREAMS_KEY = "user-streams:"
+# Control messages share the events channel; "!" never starts a channel name, so older
+# listeners (mid-deploy) read them as an event for a channel nobody follows.
+CONTROL_PREFIX = "!"
 
 # How long the listener waits on Redis before doing its periodic chores.
 TICK_SECONDS = 1.0
@@ -53,6 +59,35 @@ PUBLISH_PAUSE_SECONDS = 1.0
 SEEN_IDS = 20000
 CATCH_UP_PAGE = 5000
 FIRST_LOOK_BACK = 1000
+
+
+# Add a subscription to its user's set, refresh the set's expiry (every stream ends within
+# SSE_MAX_LIFETIME, so a killed process's entries go too) and pop whatever is beyond the cap,
+# oldest first, all in one step so two workers admitting at once cannot both keep 10.
+_ADMIT_SCRIPT = """
+local now = redis.call('TIME')
+redis.call('ZADD', KEYS[1], tonumber(now[1]) + tonumber(now[2]) / 1000000, ARGV[1])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+local extra = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[2])
+if extra <= 0 then return {} end
+local victims = redis.call('ZRANGE', KEYS[1], 0, extra - 1)
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, extra - 1)
+return victims
+"""
+
+
+def format_control(reason: str, token: str) -> str:
+    return f"{CONTROL_PREFIX}close:{reason}:{token}"
+
+
+def parse_control(data) -> tuple[str, str] | None:
+    """(reason, token) from b"!close:replaced:ab12..."; None for anything else."""
+    if isinstance(data, bytes):
+        data = data.decode("utf-8", "replace")
+    parts = str(data).split(":")
+    if len(parts) != 3 or parts[0] != CONTROL_PREFIX + "close" or not parts[1] or not parts[2]:
+        return None
+    return parts[1], parts[2]
 
 
 def format_message(channel: str, event_id: int) -> str:
@@ -78,9 +113,11 @@ class RedisBroker(Broker):
         self.app = app
         self.events_channel = prefix + EVENTS_CHANNEL
         self.streams_key = prefix + STREAMS_KEY
+        self.user_streams_key = prefix + USER_STREAMS_KEY
         self.instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._pid = os.getpid()
         self._client: redis.Redis | None = None
+        self._admit_script = None
         self._listener: gevent.Greenlet | None = None
         self._publish_paused_until = 0.0
         # What this process dispatched, heard through Redis or read from the outbox.
@@ -141,6 +178,65 @@ class RedisBroker(Broker):
             )
         except Exception:
             log.exception("Redis publish of event %s failed", event_id)
+
+    # -- the per-user cap, across processes ---------------------------------------------------
+    def _member(self, sub: Subscription) -> str:
+        return f"{self.instance}/{sub.token}"
+
+    def _redis_usable(self) -> bool:
+        # During an outage (a publish just failed) requests must not wait on Redis.
+        return time.monotonic() >= self._publish_paused_until
+
+    def _redis_failed(self, what: str, error: Exception) -> None:
+        self._publish_paused_until = time.monotonic() + PUBLISH_PAUSE_SECONDS
+        log.warning("Redis %s failed (%s); counting this process's streams only", what, error)
+
+    def admit(self, sub: Subscription, per_user: int) -> None:
+        """Keep the user at per_user subscriptions across every process: the oldest are ended."""
+        if not self._redis_usable():
+            super().admit(sub, per_user)
+            return
+        lifetime = int(self.app.config.get("SSE_MAX_LIFETIME", 600)) if self.app is not None else 600
+        try:
+            client = self.client()
+            if self._admit_script is None:
+                self._admit_script = client.register_script(_ADMIT_SCRIPT)
+            victims = self._admit_script(
+                keys=[f"{self.user_streams_key}{sub.user_id}"],
+                args=[self._member(sub), per_user, lifetime + 60],
+                client=client,
+            )
+        except (redis.RedisError, OSError) as error:
+            self._redis_failed("stream count", error)
+            super().admit(sub, per_user)
+            return
+        for member in victims:
+            token = (member.decode() if isinstance(member, bytes) else str(member)).rpartition("/")[2]
+            if not self.close_token(token, REPLACED):
+                self._publish_control(REPLACED, token)
+
+    def forget(self, sub: Subscription) -> None:
+        if sub.user_id is None or not self._redis_usable():
+            return  # an entry left behind is the oldest, so the first to be ended, or expires
+        try:
+            self.client().zrem(f"{self.user_streams_key}{sub.user_id}", self._member(sub))
+        except (redis.RedisError, OSError) as error:
+            self._redis_failed("stream count", error)
+
+    def _publish_control(self, reason: str, token: str) -> None:
+        try:
+            self.client().publish(self.events_channel, format_control(reason, token))
+        except (redis.RedisError, OSError) as error:
+            self._redis_failed("control message", error)
+
+    def _handle_control(self, data) -> bool:
+        """Act on a control message; False when the message is not one."""
+        control = parse_control(data)
+        if control is None:
+            return False
+        reason, token = control
+        self.close_token(token, reason)
+        return True
 
     def stream_count(self) -> int:
         """Open streams in every live process, read from the processes' count keys."""
@@ -206,7 +302,8 @@ class RedisBroker(Broker):
         while True:
             message = pubsub.get_message(timeout=TICK_SECONDS)
             if message is not None and message.get("type") == "message":
-                parsed = parse_message(message.get("data"))
+                data = message.get("data")
+                parsed = None if self._handle_control(data) else parse_message(data)
                 if parsed is not None:
                     self._dispatch_once(*parsed)
             now = time.monotonic()

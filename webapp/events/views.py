@@ -18,7 +18,8 @@ from flask_login import current_user
 from ..extensions import current_broker
 from ..models import ADMINS_CHANNEL, user_channel
 from . import sse
-from .area import AreaLinks, read_state, subscribe_and_read
+from .area import AreaLinks, over_capacity, read_state, subscribe_and_read
+from .broker import REPLACED
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,20 @@ SIGNED_OUT_EVENT = "weighin:signed-out"
 ADMINS_EVENT = "weighin:admins"
 # What a standard EventSource waits before reconnecting (htmx's hx-sse has its own backoff).
 RETRY_MS = 2000
+# Sent to a stream ended because its account opened more than SSE_MAX_STREAMS_PER_USER. The
+# retry in the same message is honoured by EventSource and by hx-sse (which reads retry only
+# from a message with data or a name), so the tab comes back in about 30 s instead of at once
+# ending another tab's stream, which would end another's... Each tab is live most of the time.
+REPLACED_EVENT = "weighin:replaced"
+REPLACED_RETRY_MS = (20000, 40000)
+
+
+def _closing_events(reason: str | None) -> str:
+    """The last words of a stream the broker asked to end."""
+    if reason == REPLACED:
+        return sse.event("", name=REPLACED_EVENT, retry_ms=random.randint(*REPLACED_RETRY_MS))
+    # The worker is shutting down: come back soon, to whichever worker answers.
+    return sse.retry(random.randint(250, 1500))
 
 
 def _snapshot_events(html: str | None, event_id: int, *, admins: bool) -> str:
@@ -70,6 +85,8 @@ def stream():
     """The logged-in user's stream: their reminder area (and, for admins, the admins' channel)."""
     if not current_user.is_authenticated:
         return _signed_out_response()
+    if (busy := over_capacity()) is not None:
+        return busy
 
     config = current_app.config
     user_id = current_user.id
@@ -112,8 +129,7 @@ def stream():
                     yield sse.comment()
                     continue
                 if subscription.closing:
-                    # The worker is shutting down: come back soon, to whichever worker answers.
-                    yield sse.retry(random.randint(250, 1500))
+                    yield _closing_events(subscription.close_reason)
                     return
                 if subscription.overflowed:
                     log.info("dropping a slow /events client of user %s", user_id)
