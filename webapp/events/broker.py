@@ -125,6 +125,8 @@ class Broker:
 
         The Redis broker counts across every process instead.
         """
+        if sub.user_id is None:
+            return
         live = [other for other in self._by_user.get(sub.user_id, {}).values() if not other.closing]
         for victim in live[: max(0, len(live) - per_user)]:
             victim.close(REPLACED)

@@ -20,6 +20,7 @@ import random
 import socket
 import time
 import uuid
+from typing import Any
 
 import gevent
 import redis
@@ -117,7 +118,7 @@ class RedisBroker(Broker):
         self.instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._pid = os.getpid()
         self._client: redis.Redis | None = None
-        self._admit_script = None
+        self._admit_script: Any = None  # redis-py's Script, registered on first use
         self._listener: gevent.Greenlet | None = None
         self._publish_paused_until = 0.0
         # What this process dispatched, heard through Redis or read from the outbox.
