@@ -352,3 +352,18 @@ def test_the_reminder_email_speaks_the_users_language(ctx):
     assert row.subject == "체중을 기록할 시간입니다"
     assert "Ada님, 안녕하세요." in row.body_text and "가입한 지 8일이 지났지만" in row.body_text
     assert '<html lang="ko">' in row.body_html and "kg 단위로 체중 기록하기" in row.body_html
+
+
+def test_recording_shown_never_commits_a_requests_own_pending_changes(ctx):
+    from webapp.events.area import AreaLinks, render_area
+
+    user_id = _user()
+    lifecycle.scan(OPENED)
+    links = AreaLinks("/dashboard#quick-add", "/reminders/dismiss", "token")
+    db.session.get(User, user_id).display_name = "half-saved"  # a change its request has not committed
+    assert "You have not logged your weight since" in render_area(user_id, links)
+    db.session.rollback()
+    assert db.session.get(User, user_id).display_name == "Ada"
+    assert _reminder(user_id).shown_at is None
+    render_area(user_id, links)  # the next render, with nothing pending, records it
+    assert _reminder(user_id).shown_at is not None

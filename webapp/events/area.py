@@ -97,8 +97,10 @@ def render_area(user_id: int, links: AreaLinks | None = None) -> str:
             "csrf_token": links.csrf_token,
         }
     )
-    if shown_at is None:
-        # The banner is going onto a page: no email for this reminder (once; then shown_at is set).
+    # The banner is going onto a page: no email for this reminder (once; then shown_at is set).
+    # Not while the request has changes of its own waiting: recording commits, and must never
+    # commit those (the next render records it instead).
+    if shown_at is None and not (db.session.new or db.session.dirty or db.session.deleted):
         # Imported here: the reminders package imports this module for its views.
         from ..reminders.escalation import record_shown
 
