@@ -12,7 +12,7 @@ from werkzeug.security import generate_password_hash
 
 from webapp.admin.actions import REMIND, REMIND_AGAIN
 from webapp.admin.queries import Cursor, InactiveFilter, inactive_users_page, inactive_users_query
-from webapp.admin.views import spreadsheet_safe
+from webapp.csvcells import spreadsheet_safe
 from webapp.extensions import db
 from webapp.models import ADMINS_CHANNEL, AdminAction, OutboxEvent, Reminder, User, user_channel
 from webapp.timeutil import utcnow

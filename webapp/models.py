@@ -17,6 +17,9 @@ from .timeutil import UTCDateTime, utcnow
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 GRAMS_PER_KG = 1000
+# The largest id a PostgreSQL INTEGER holds: refusing larger ids from URLs, forms and cookies
+# early keeps the database driver from raising an overflow error (a 500) on a tampered value.
+MAX_ID = 2**31 - 1
 ADMINS_CHANNEL = "admins"
 
 

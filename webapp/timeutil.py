@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -12,6 +12,11 @@ import sqlalchemy as sa
 def utcnow() -> datetime:
     """The current time, timezone-aware, in UTC."""
     return datetime.now(UTC)
+
+
+def in_current_year(local: datetime, zone: tzinfo) -> bool:
+    """Whether a time (already in `zone`) falls in this year there: dates shown then leave the year out."""
+    return local.year == utcnow().astimezone(zone).year
 
 
 @lru_cache(maxsize=1)

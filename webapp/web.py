@@ -99,10 +99,10 @@ def _user_zone():
 
 def format_local_date(value, zone) -> str:
     """A date in the given zone, as people write it: '12 Nov' (with the year if not this one)."""
-    from .timeutil import utcnow
+    from .timeutil import in_current_year
 
     local = value.astimezone(zone)
-    if local.year == utcnow().astimezone(zone).year:
+    if in_current_year(local, zone):
         return f"{local.day} {local:%b}"
     return f"{local.day} {local:%b %Y}"
 

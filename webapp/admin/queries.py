@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 
 from ..extensions import db
-from ..models import AdminAction, Reminder, User
+from ..models import MAX_ID, AdminAction, Reminder, User
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_THRESHOLD_DAYS = 3650
@@ -43,8 +43,6 @@ SORTS = {
     "longest": "Longest inactive first",
     "shortest": "Most recently inactive first",
 }
-# Largest id a PostgreSQL INTEGER holds; anything above cannot name a user.
-MAX_ID = 2**31 - 1
 WHOLE_NUMBER = re.compile(r"-?[0-9]{1,12}")
 
 

@@ -20,15 +20,16 @@ from flask import (
 )
 from flask_login import current_user, login_required
 
+from ..accounts.emails import MAX_EMAIL_LENGTH
+from ..csvcells import spreadsheet_safe
 from ..extensions import current_broker, db
-from ..models import Reminder, User
+from ..models import MAX_ID, Reminder, User
 from ..timeutil import get_zone, utcnow
 from ..web import is_htmx, render_page_or_fragment, safe_next
 from . import actions
 from .mail_health import email_state, mail_by_reminder, mail_health
 from .queries import (
     KINDS,
-    MAX_ID,
     SORTS,
     InactiveFilter,
     days_inactive,
@@ -44,8 +45,6 @@ from .queries import (
 bp = Blueprint("admin", __name__)
 
 DEFAULT_PAGE_SIZE = 50
-CSV_UNSAFE_START = ("=", "+", "-", "@", "\t", "\r")
-MAX_EMAIL_LENGTH = 254
 
 
 def admin_required(view):
@@ -125,12 +124,6 @@ def inactive_users():
 def live():
     """The live part alone (counts, table, recent reminders): what the admins' event refreshes."""
     return render_page_or_fragment("admin/inactive.html", "admin/_live.html", **_inactive_context(_filter()))
-
-
-def spreadsheet_safe(value) -> str:
-    """A CSV cell that a spreadsheet shows as text: a leading = + - @ tab or CR would start a formula."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(CSV_UNSAFE_START) else text
 
 
 CSV_COLUMNS = (

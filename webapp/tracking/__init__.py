@@ -4,7 +4,7 @@ from flask import Flask
 from flask_login import current_user
 from jinja2 import pass_context
 
-from ..timeutil import get_zone, utcnow
+from ..timeutil import get_zone, in_current_year
 from ..units import format_change, format_weight, input_value
 from .views import bp
 
@@ -56,7 +56,7 @@ def entry_when_filter(context, moment) -> str:
     user = _viewer(context)
     zone = get_zone(user.timezone if user is not None else "UTC")
     local = moment.astimezone(zone)
-    year = "" if local.year == utcnow().astimezone(zone).year else f" {local.year}"
+    year = "" if in_current_year(local, zone) else f" {local.year}"
     return f"{local.day} {local:%b}{year}, {local:%H:%M}"
 
 

@@ -48,6 +48,7 @@ from typing import IO
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
+from ..csvcells import FORMULA_STARTS
 from ..units import BOUNDS, MAX_GRAMS, MIN_GRAMS, to_grams
 
 MAX_LINE_BYTES = 16 * 1024
@@ -65,7 +66,6 @@ FORMAT_NAMES = {
 _NUMBER = re.compile(r"([0-9]{1,4})(?:[.,]([0-9]{1,15}))?", re.ASCII)
 _NEGATIVE = re.compile(r"-\s*[0-9]", re.ASCII)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _DATE_HEADERS = {"date", "datetime", "date_time", "date time", "timestamp", "measured_at", "day", "when"}
 _TIME_HEADERS = {"time"}
 _NOTE_HEADERS = {"note", "notes", "comment", "comments", "log"}
@@ -208,7 +208,7 @@ def clean_note(text: str) -> str:
 
 def _unescape_weighin_note(note: str) -> str:
     # Undo the export's spreadsheet guard, so export -> import gives back the note as typed.
-    if note.startswith("'") and note[1:2] and note[1:].startswith(_FORMULA_STARTS):
+    if note.startswith("'") and note[1:2] and note[1:].startswith(FORMULA_STARTS):
         return note[1:]
     return note
 

@@ -18,8 +18,9 @@ from flask_babel import lazy_gettext as _l
 from flask_babel import ngettext
 from flask_login import current_user, login_required
 
+from ..csvcells import spreadsheet_safe
 from ..extensions import db
-from ..models import GoalChange, User, WeightEntry
+from ..models import MAX_ID, GoalChange, User, WeightEntry
 from ..reminders.lifecycle import record_goal_changed, record_weight_logged
 from ..timeutil import get_zone, utcnow
 from ..units import format_weight, from_grams, input_value
@@ -35,9 +36,6 @@ bp = Blueprint("tracking", __name__)
 ENTRIES_PER_PAGE = 20
 RECENT_ENTRIES = 5
 GOAL_HISTORY = 20
-# Ids beyond a 32-bit integer cannot exist here; refusing them early keeps the database driver
-# from raising an overflow error (a 500) on a tampered URL.
-MAX_ID = 2**31 - 1
 MAX_PAGE = 100_000
 IMPORT_MAX_BYTES = 20 * MEGABYTE
 
@@ -241,16 +239,6 @@ def goal():
     ).all()
     status = 422 if form.errors else 200
     return render_template("tracking/goal.html", form=form, current=current, history=history), status
-
-
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def spreadsheet_safe(value: str) -> str:
-    """A cell a spreadsheet will show as text, never run as a formula (CSV injection)."""
-    if value and value.startswith(FORMULA_STARTS):
-        return "'" + value
-    return value
 
 
 @bp.get("/export.csv")
