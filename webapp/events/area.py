@@ -83,6 +83,10 @@ def render_area(user_id: int, links: AreaLinks | None = None) -> str:
 
     Rendering an open reminder's banner for the first time records that a page showed it. Needs an app context and, without links, a request context to take them from.
     """
+    # Read before the select, whose autoflush would hide them: changes this request has not
+    # committed. Recording "shown" commits, and must never commit those.
+    session = db.session
+    pending = bool(session.new or session.dirty or session.deleted)
     row = _open_banner(user_id)
     if row is None:
         return empty_area()
@@ -98,9 +102,8 @@ def render_area(user_id: int, links: AreaLinks | None = None) -> str:
         }
     )
     # The banner is going onto a page: no email for this reminder (once; then shown_at is set).
-    # Not while the request has changes of its own waiting: recording commits, and must never
-    # commit those (the next render records it instead).
-    if shown_at is None and not (db.session.new or db.session.dirty or db.session.deleted):
+    # With changes of the request's own pending, the next render records it instead.
+    if shown_at is None and not pending:
         # Imported here: the reminders package imports this module for its views.
         from ..reminders.escalation import record_shown
 
