@@ -130,6 +130,8 @@ def test_demo_fills_a_fresh_database(app, runner):
         assert not get_user("ada@example.com").is_admin
         assert db.session.scalar(db.select(db.func.count(User.id))) == len(PROFILES) + 1
         assert db.session.scalar(db.select(db.func.count(WeightEntry.id))) > 200
+        # Nobody reads example.com's mail: sample people get banners, never reminder emails.
+        assert not get_user("ada@example.com").email_reminders
 
 
 def _demo_app(tmp_path, name="demo"):

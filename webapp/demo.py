@@ -217,6 +217,8 @@ def _add_sample_user(
         unit=profile.unit,
         timezone=profile.timezone,
         reminders_enabled=profile.reminders_enabled,
+        # Sample people at example.com: their banners show, but nobody is there to email.
+        email_reminders=False,
         created_at=created_at,
     )
     db.session.add(user)
