@@ -12,7 +12,8 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from .accounts.emails import validated_email
 from .accounts.forms import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
-from .accounts.views import new_user
+from .accounts.queries import user_by_email
+from .accounts.service import new_user
 from .extensions import db
 from .models import User
 
@@ -66,7 +67,7 @@ def create_admin(email: str, password_stdin: bool) -> None:
     An existing account keeps its password unless --password-stdin gives a new one.
     """
     with database_ready():
-        user = db.session.scalar(db.select(User).where(User.email == email))
+        user = user_by_email(email)
     if user is not None and not password_stdin:
         if user.is_admin:
             click.echo(f"{email} is already an admin (password unchanged).")

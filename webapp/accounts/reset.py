@@ -28,6 +28,7 @@ from ..mail.tokens import PASSWORD_RESET, BadToken, make_token, read_token
 __all__ = ["BadToken", "make_reset_token", "request_reset", "reset_password", "user_for_token"]
 from ..models import User
 from ..timeutil import utcnow
+from .queries import user_by_email
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +93,10 @@ def request_reset(email: str) -> Callable[[], None] | None:
     """
     if not _allowed(email):
         return None
-    user_id = db.session.scalar(db.select(User.id).where(User.email == email))
-    if user_id is None:
+    user = user_by_email(email)
+    if user is None:
         return None
+    user_id = user.id
     app = current_app._get_current_object()  # type: ignore[attr-defined]
 
     def deliver() -> None:

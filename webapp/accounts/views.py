@@ -11,25 +11,18 @@ from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..extensions import db
-from ..models import User
 from ..reminders.lifecycle import set_email_reminders, set_reminders_enabled
 from ..timeutil import timezone_names, utcnow
 from ..web import safe_next
 from . import reset, throttle
 from .forms import ForgotPasswordForm, LoginForm, ResetPasswordForm, SettingsForm, SignupForm
+from .queries import user_by_email
+from .service import new_user
 
 bp = Blueprint("accounts", __name__)
 
 DUPLICATE_EMAIL = _l("An account with this email already exists. Log in instead.")
 WRONG_CREDENTIALS = _l("That email and password do not match an account.")
-
-
-def new_user(email: str, password: str, now=None) -> User:
-    """A user row for a fresh sign-up, its activity clocks starting now; the caller adds and commits."""
-    now = now or utcnow()
-    user = User(email=email, created_at=now, last_active_at=now, reminder_clock=now)
-    user.set_password(password)
-    return user
 
 
 def _dummy_password_check(password: str) -> None:
@@ -49,8 +42,7 @@ def signup():
         return redirect(url_for("tracking.dashboard"))
     form = SignupForm()
     if form.validate_on_submit():
-        exists = db.session.scalar(db.select(User.id).where(User.email == form.email.data))
-        if exists:
+        if user_by_email(form.email.data) is not None:
             form.email.errors.append(str(DUPLICATE_EMAIL))
         else:
             user = new_user(form.email.data, form.password.data)
@@ -89,7 +81,7 @@ def login():
             )
             status = 429
         else:
-            user = db.session.scalar(db.select(User).where(User.email == email))
+            user = user_by_email(email)
             if user is None:
                 _dummy_password_check(form.password.data)
             elif user.check_password(form.password.data):

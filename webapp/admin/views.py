@@ -20,7 +20,8 @@ from flask import (
 )
 from flask_login import current_user, login_required
 
-from ..accounts.emails import MAX_EMAIL_LENGTH
+from ..accounts.emails import MAX_EMAIL_LENGTH, normalise_email
+from ..accounts.queries import user_by_email
 from ..csvcells import spreadsheet_safe
 from ..extensions import current_broker, db
 from ..models import MAX_ID, Reminder, User
@@ -252,11 +253,10 @@ def admins():
 def grant_admin():
     """Make the account with the given email an admin."""
     back = url_for("admin.admins")
-    # Stored emails are trimmed and lower case (see the accounts forms).
-    email = request.form.get("email", "").strip().lower()
+    email = normalise_email(request.form.get("email", ""))
     if not email or len(email) > MAX_EMAIL_LENGTH:
         return _refuse(422, "Enter the email address of an existing account.", back)
-    user = db.session.scalar(db.select(User).where(User.email == email))
+    user = user_by_email(email)
     if user is None:
         return _refuse(404, f"There is no account with the email “{email}”.", back)
     try:
