@@ -280,6 +280,53 @@ class RedisServer:
         self.start()
 
 
+PG_BIN = Path(os.environ.get("WEIGHIN_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+
+class PostgresServer:
+    """A private PostgreSQL cluster (initdb into a temporary folder, trust auth, a free port) that
+    a test may stop and start; never the shared server. Run as `postgres` when the tests run as
+    root, which PostgreSQL refuses, so the folder must be one that user can reach (not tmp_path)."""
+
+    def __init__(self, folder: Path, port: int | None = None):
+        self.port = port or free_port()
+        self.folder = folder
+        self.data = folder / "data"
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *command: str, check: bool = True) -> subprocess.CompletedProcess:
+        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        result = subprocess.run(
+            [*prefix, *command], capture_output=True, text=True, timeout=120, cwd=self.folder
+        )
+        if check and result.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def init(self) -> PostgresServer:
+        if not (PG_BIN / "initdb").exists():
+            unavailable(f"PostgreSQL's server binaries are not in {PG_BIN} (apt-get install postgresql-15)")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            self.folder.chmod(0o777)
+        self._run(
+            str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8"
+        )
+        return self
+
+    def start(self) -> PostgresServer:
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run(
+            str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.folder / "postgres.log"),
+            "-o", options, "-w", "start",
+        )  # fmt: skip
+        return self
+
+    def stop(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop", check=False)
+
+
 # -- seeding a server's database directly ----------------------------------------------------
 
 

@@ -25,6 +25,10 @@ MESSAGES = {
 }
 CSRF_MESSAGE = "Your form expired or came from somewhere else. Reload the page and try again."
 
+# How long a client is asked to wait while the database is unreachable (a restart or failover
+# takes a few seconds; pool_pre_ping then replaces the dead connections on the next checkout).
+DATABASE_RETRY_AFTER = 5
+
 # Headers of the original error that a client needs: which methods are allowed, when to retry.
 _KEPT_HEADERS = ("Allow", "Retry-After")
 
@@ -35,14 +39,19 @@ def _render_error(code: int, message: str, headers: dict | None = None):
     template = "errors/_error.html" if fragment else "errors/error.html"
     try:
         body = render_template(template, code=code, message=message)
-    except Exception:
+    except Exception as failure:
         # The layout reads the session user and the reminder from the database; when that is
         # what failed, a page that needs nothing still beats Werkzeug's bare 500.
-        log.exception("rendering the %s error page failed", code)
+        if database_unavailable(failure):
+            log.warning("the %s error page is shown without its layout: the database is unavailable", code)
+        else:
+            log.exception("rendering the %s error page failed", code)
         _rollback_quietly()
         # Straight from the Jinja environment: render_template would run the context
         # processors, and Flask-Login's loads the user from the database again.
-        body = current_app.jinja_env.get_template("errors/plain.html").render(code=code, message=message)
+        # The htmx panel needs nothing either, so an htmx request still gets a panel to swap.
+        bare = "errors/_error.html" if fragment else "errors/plain.html"
+        body = current_app.jinja_env.get_template(bare).render(code=code, message=message)
     response_headers = {"Vary": "HX-Request"}
     response_headers.update(headers or {})
     return body, code, response_headers
@@ -72,9 +81,46 @@ def _csrf_error(error: CSRFError):
     return _render_error(400, CSRF_MESSAGE)
 
 
+def database_unavailable(error: BaseException) -> bool:
+    """Whether an error means the database cannot be reached now (down, restarting, failing over,
+    the pool exhausted), which a retry a little later can cure, unlike a bug or a bad query."""
+    import sqlite3
+
+    from sqlalchemy import exc as sa_exc
+
+    if isinstance(error, sa_exc.TimeoutError):  # no pooled connection came free in time
+        return True
+    if not isinstance(error, sa_exc.DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    orig = error.orig
+    if isinstance(orig, sqlite3.OperationalError):
+        # "no such table" and the like are bugs; a lock held too long by another writer is not.
+        return "locked" in str(orig) or "busy" in str(orig)
+    try:
+        import psycopg
+    except ImportError:
+        return False
+    # Refused or dropped connections, "the database system is starting up / shutting down",
+    # an administrator's termination: psycopg's OperationalError and its subclasses.
+    return isinstance(orig, psycopg.OperationalError)
+
+
 def _unhandled(error: Exception):
     if isinstance(error, HTTPException):
         return _http_error(error)
+    if database_unavailable(error):
+        # Not the app's fault, and not for good: the honest answer is 503 with when to retry.
+        current_app.logger.warning(
+            "database unavailable on %s %s: %s", request.method, request.path, str(error).splitlines()[0]
+        )
+        _rollback_quietly()
+        return _render_error(
+            503,
+            _("The database is not answering right now. Please try again in a few seconds."),
+            {"Retry-After": str(DATABASE_RETRY_AFTER), "Cache-Control": "no-store"},
+        )
     # A registered handler means Flask no longer logs the exception; it must not vanish.
     current_app.logger.exception("unhandled error on %s %s", request.method, request.path)
     _rollback_quietly()

@@ -13,6 +13,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 from flask import Response, current_app, url_for
+from flask_babel import gettext
 from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup
@@ -152,7 +153,7 @@ def over_capacity() -> Response | None:
         return None
     # Spread the retries so the refused do not all come back in the same second.
     return Response(
-        "The server is busy. Try again in a few seconds.\n",
+        gettext("The server is busy. Try again in a few seconds.") + "\n",
         status=503,
         mimetype="text/plain",
         headers={"Retry-After": str(random.randint(2, 10)), "Cache-Control": "no-store"},
