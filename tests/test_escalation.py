@@ -4,6 +4,7 @@ is not. The clock is injected (`--now`) and the mail goes to a real SMTP server 
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -267,21 +268,36 @@ def test_cli_scans_on_the_injected_clock_email_exactly_one_unseen_reminder(
         seeder.close()
 
 
-def test_a_reminder_shown_on_an_open_page_by_a_real_stream_sends_no_mail(make_server, tmp_path):
+def test_a_reminder_shown_on_an_open_page_by_a_real_stream_or_websocket_sends_no_mail(make_server, tmp_path):
+    from simple_websocket import Client
+
     server = make_server(REMINDER_EMAIL_AFTER=3600, REMINDER_EMAIL_HOURS="0-24")
     seeder = Seeder(server)
     try:
         shown = seeder.user("shown@example.com", days_ago=8)
+        socket_user = seeder.user("socket@example.com", days_ago=8)
         unseen = seeder.user("unseen@example.com", days_ago=8)
-        with seeder.client(shown) as client, client.stream("GET", "/events", timeout=30) as stream:
-            assert stream.status_code == 200
-            assert "2 reminder(s) opened" in seeder.scan()
-            for line in stream.iter_lines():
-                if "You have not logged your weight since" in line:
+        ws = Client.connect(
+            f"ws://127.0.0.1:{server.port}/events/ws",
+            headers={"Cookie": f"session={seeder.cookie(socket_user)}"},
+        )
+        try:
+            with seeder.client(shown) as client, client.stream("GET", "/events", timeout=30) as stream:
+                assert stream.status_code == 200
+                assert "3 reminder(s) opened" in seeder.scan()
+                for line in stream.iter_lines():
+                    if "You have not logged your weight since" in line:
+                        break
+            while True:
+                frame = ws.receive(timeout=15)
+                assert frame is not None, "no banner over the WebSocket"
+                if 'id="reminder-banner"' in json.loads(frame)["html"]:
                     break
+        finally:
+            ws.close()
         out = seeder.scan(days_ahead=1)
-        assert f"of user {unseen} " in out and f"of user {shown} " not in out
-        assert "1 email(s) queued" in out
+        assert f"of user {unseen} " in out and "1 email(s) queued" in out
+        assert f"of user {shown} " not in out and f"of user {socket_user} " not in out
     finally:
         seeder.close()
 
