@@ -71,6 +71,8 @@ ANONYMOUS_ROUTES = [
     ("post", "/entries/import/some-token"),
     ("post", "/entries/import/some-token/cancel"),
     ("get", "/account/export.json"),
+    ("get", "/account/delete"),
+    ("post", "/account/delete"),
 ]
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from flask import Response, stream_with_context
-from flask_login import current_user, login_required
+from flask import Response, flash, redirect, render_template, stream_with_context, url_for
+from flask_babel import gettext as _
+from flask_login import current_user, login_required, logout_user
 
+from ..extensions import db
 from ..timeutil import get_zone, utcnow
+from . import deletion
 from .export import export_document
+from .forms import DeleteAccountForm
 from .views import bp
 
 
@@ -22,3 +26,34 @@ def export_data():
         mimetype="application/json",
         headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
     )
+
+
+@bp.route("/delete", methods=["GET", "POST"])
+@login_required
+def delete_account():
+    """Say what will go and ask for the password (GET); delete everything (POST)."""
+    user = current_user._get_current_object()
+    form = DeleteAccountForm()
+    last_admin = deletion.is_last_admin(user)
+    error = None
+    if form.validate_on_submit():
+        if not user.check_password(form.password.data):
+            form.password.errors.append(_("That password is not right."))
+        else:
+            try:
+                deletion.delete_account(user, form.successor.data if last_admin else None)
+            except deletion.DeletionRefused as refused:
+                db.session.rollback()
+                error = str(refused)
+            else:
+                logout_user()
+                flash(_("Your account and everything in it have been deleted."), "info")
+                return redirect(url_for("accounts.signup"))
+    status = 422 if (form.errors or error) else 200
+    return render_template(
+        "accounts/delete.html",
+        form=form,
+        error=error,
+        last_admin=last_admin,
+        contents=deletion.account_contents(user),
+    ), status

@@ -167,3 +167,15 @@ class ResetPasswordForm(FlaskForm):
     password = PasswordField(
         _l("New password"), validators=[DataRequired(_l("Choose a password.")), _check_password_length]
     )
+
+
+class DeleteAccountForm(FlaskForm):
+    password = PasswordField(
+        _l("Password"),
+        validators=[
+            DataRequired(_l("Enter your password to delete your account.")),
+            Length(max=MAX_PASSWORD_LENGTH, message=_l("That password is not right.")),
+        ],
+    )
+    # Asked only of the last admin: who keeps the site running after them.
+    successor = EmailField(_l("New admin's email"), filters=[normalise_email])
