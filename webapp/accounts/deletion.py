@@ -31,6 +31,7 @@ from ..models import (
 from ..timeutil import utcnow
 from ..tracking.imports import delete_pending_imports_of
 from .emails import normalise_email
+from .queries import user_by_email
 
 
 class DeletionRefused(Exception):
@@ -79,7 +80,7 @@ def _successor(user: User, email: str | None) -> User:
                 "You are the last admin. Name someone who becomes admin in your place, then delete your account."
             )
         )
-    successor = db.session.scalar(db.select(User).where(User.email == address))
+    successor = user_by_email(address)
     if successor is None:
         raise DeletionRefused(_("There is no account with the email %(email)s.", email=address))
     if successor.id == user.id:
