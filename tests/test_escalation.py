@@ -225,7 +225,7 @@ def test_an_admins_remind_now_escalates_too(ctx):
 # -- the command line and a real stream, on SQLite and PostgreSQL -------------------------------
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
 def database_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'cli.db'}"
@@ -302,6 +302,7 @@ def test_a_reminder_shown_on_an_open_page_by_a_real_stream_or_websocket_sends_no
         seeder.close()
 
 
+@pytest.mark.services
 def test_two_gunicorn_workers_and_the_cli_sending_at_once_deliver_each_email_once(
     tmp_path, postgres_url, smtp_server
 ):
