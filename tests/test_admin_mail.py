@@ -3,6 +3,8 @@ each listed user's reminder on its way to an email (shown on a page, emailed, wa
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from datetime import timedelta
 
@@ -137,3 +139,7 @@ def test_each_users_reminder_on_its_way_to_an_email(down_app, admin_client):
         "off@example.com": "none",
     }
     assert "ConnectionRefusedError" in page
+    # The CSV export says the same.
+    rows = list(csv.DictReader(io.StringIO(admin_client.get("/admin/export.csv").text)))
+    assert {row["email"]: row["reminder_email"] for row in rows} == states
+    assert all(row["reminder_email_at"] for row in rows if row["reminder_email"] != "none")

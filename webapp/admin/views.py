@@ -136,6 +136,8 @@ CSV_COLUMNS = (
     "days_inactive",
     "reminder_state",
     "last_reminder_at",
+    "reminder_email",
+    "reminder_email_at",
 )
 
 
@@ -172,8 +174,10 @@ def export_csv():
 
 def _csv_rows(writer, buffer, users, now, iso, final=False):
     latest = latest_reminders([user.id for user in users])
+    mails = mail_by_reminder([reminder.id for reminder in latest.values()])
     for user in users:
         reminder = latest.get(user.id)
+        email = email_state(reminder, mails.get(reminder.id) if reminder else None)
         writer.writerow(
             [
                 spreadsheet_safe(cell)
@@ -186,6 +190,8 @@ def _csv_rows(writer, buffer, users, now, iso, final=False):
                     days_inactive(user, now),
                     reminder_state(user, reminder),
                     iso(reminder.created_at) if reminder else "",
+                    email.label,
+                    iso(email.at),
                 )
             ]
         )
