@@ -54,10 +54,6 @@ class User(UserMixin, Model):
     # Email a reminder that no open page showed (off after an unsubscribe link).
     email_reminders: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
 
-    entries: Mapped[list[WeightEntry]] = relationship(
-        back_populates="user", cascade="all, delete-orphan", lazy="dynamic"
-    )
-
     def set_password(self, password: str) -> None:
         # Tests lower the hash cost through PASSWORD_HASH_METHOD; production keeps werkzeug's default.
         method = current_app.config.get("PASSWORD_HASH_METHOD") if has_app_context() else None
@@ -80,14 +76,6 @@ class User(UserMixin, Model):
             db.select(GoalChange)
             .where(GoalChange.user_id == self.id)
             .order_by(GoalChange.created_at.desc(), GoalChange.id.desc())
-            .limit(1)
-        ).first()
-
-    def latest_entry(self) -> WeightEntry | None:
-        return db.session.scalars(
-            db.select(WeightEntry)
-            .where(WeightEntry.user_id == self.id)
-            .order_by(WeightEntry.measured_at.desc(), WeightEntry.id.desc())
             .limit(1)
         ).first()
 
@@ -119,7 +107,7 @@ class WeightEntry(Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
-    user: Mapped[User] = relationship(back_populates="entries")
+    user: Mapped[User] = relationship()
 
     @property
     def kg(self) -> float:

@@ -11,6 +11,7 @@ from ..mail.links import public_url
 from ..mail.queue import enqueue, render_message
 from ..mail.tokens import UNSUBSCRIBE, make_token
 from ..models import User
+from ..tracking.queries import latest_entry
 from ..units import format_weight
 
 
@@ -19,7 +20,7 @@ def queue_reminder_email(user: User, reminder_id: int, now: datetime) -> None:
     commits)."""
     lang = getattr(user, "locale", None) or DEFAULT_LANGUAGE
     unsubscribe_url = public_url("reminders.unsubscribe", token=make_token(UNSUBSCRIBE, user.id))
-    latest = user.latest_entry()
+    latest = latest_entry(user)
     since = user.last_weight_at or user.created_at
     context = {
         "name": user.name,

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
 
-import sqlalchemy as sa
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -29,6 +27,7 @@ from . import imports
 from .chart import build_chart
 from .csv_formats import FORMAT_NAMES, ImportFileError, ImportOptions
 from .forms import EntryForm, GoalForm, ImportForm, local_input_value
+from .queries import entries_oldest_first, goal_history, measurements, weight_log
 from .trend import summarize
 
 bp = Blueprint("tracking", __name__)
@@ -50,34 +49,9 @@ def _entry_form(user: User, **kwargs) -> EntryForm:
 
 def _own_entry(entry_id: int) -> WeightEntry:
     """The current user's entry with this id; 404 for anyone else's, so ids do not leak."""
-    entry = db.session.get(WeightEntry, entry_id) if entry_id <= MAX_ID else None
-    if entry is None or entry.user_id != current_user.id:
+    if entry_id > MAX_ID:
         abort(404)
-    return entry
-
-
-def _weights(user: User) -> list[tuple]:
-    """All of a user's (measured_at, grams) pairs: the trend needs the whole log, only two columns of it."""
-    return [
-        (measured_at, grams)
-        for measured_at, grams in db.session.execute(
-            db.select(WeightEntry.measured_at, WeightEntry.mass_g).where(WeightEntry.user_id == user.id)
-        )
-    ]
-
-
-def _log(user: User) -> Sequence[sa.Row]:
-    """A user's whole log, newest first, as light rows (id, measured_at, mass_g, note).
-
-    The dashboard needs the times and weights of every entry for the trend and the first few
-    entries in full for the table; one query of four columns serves both, where entries_query()
-    would be a second round trip and ORM objects for rows that are only read.
-    """
-    return db.session.execute(
-        db.select(WeightEntry.id, WeightEntry.measured_at, WeightEntry.mass_g, WeightEntry.note)
-        .where(WeightEntry.user_id == user.id)
-        .order_by(WeightEntry.measured_at.desc(), WeightEntry.id.desc())
-    ).all()
+    return db.one_or_404(db.select(WeightEntry).filter_by(id=entry_id, user_id=current_user.id))
 
 
 def _dashboard_context(
@@ -86,9 +60,9 @@ def _dashboard_context(
     """What the dashboard page and its live fragment show, computed from the user's whole log."""
     zone = get_zone(user.timezone)
     goal = user.current_goal()
-    log = _log(user)
+    log = weight_log(user.id)
     summary = summarize(
-        [(row.measured_at, row.mass_g) for row in log],
+        measurements(log),
         zone,
         target_g=goal.target_g if goal else None,
         start_g=goal.start_g if goal else None,
@@ -222,7 +196,7 @@ def goal():
         form.target.data = input_value(current.target_g, user.unit)
     if form.validate_on_submit():
         now = form.now
-        summary = summarize(_weights(user), get_zone(user.timezone))
+        summary = summarize(measurements(weight_log(user.id)), get_zone(user.timezone))
         # Where the goal starts decides whether it means losing or gaining: the trend now,
         # or nothing yet (the dashboard then takes the first trend after this moment).
         start = round(summary.trend_g) if summary.trend_g is not None else None
@@ -231,12 +205,7 @@ def goal():
         db.session.commit()
         flash(f"Goal set to {format_weight(form.grams, user.unit, places=2)}.", "success")
         return redirect(url_for("tracking.dashboard"))
-    history = db.session.scalars(
-        db.select(GoalChange)
-        .where(GoalChange.user_id == user.id)
-        .order_by(GoalChange.created_at.desc(), GoalChange.id.desc())
-        .limit(GOAL_HISTORY)
-    ).all()
+    history = goal_history(user.id, GOAL_HISTORY)
     status = 422 if form.errors else 200
     return render_template("tracking/goal.html", form=form, current=current, history=history), status
 
@@ -250,11 +219,7 @@ def export_csv():
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(["measured_at", "weight_kg", "weight", "unit", "note"])
-    rows = db.session.scalars(
-        db.select(WeightEntry)
-        .where(WeightEntry.user_id == user.id)
-        .order_by(WeightEntry.measured_at, WeightEntry.id)
-    )
+    rows = db.session.scalars(entries_oldest_first(user.id))
     for entry in rows:
         writer.writerow(
             [
