@@ -188,9 +188,17 @@ def make_app(database_url: str, broker_url: str = "memory://", **extra):
 
 
 def session_cookie(app, user_id: int) -> str:
-    """A session cookie value Flask-Login accepts as a logged-in user, signed with the app's key."""
+    """A session cookie value for a new login of this user (its row committed), signed with the app's key."""
+    from webapp.accounts.sessions import start_session
+    from webapp.extensions import db
+    from webapp.models import User
+
+    with app.app_context():
+        session_id = start_session(db.session.get_one(User, user_id))
+        db.session.commit()
+        db.session.remove()
     serializer = app.session_interface.get_signing_serializer(app)
-    return serializer.dumps({"_user_id": str(user_id), "_fresh": True})
+    return serializer.dumps({"_user_id": session_id, "_fresh": True})
 
 
 def _user_rows(first_id: int, count: int, now: datetime, inactive_fraction: float, after_days: int, rng):

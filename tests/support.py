@@ -17,8 +17,10 @@ import httpx
 import pytest
 from flask import Flask
 from flask.sessions import SecureCookieSessionInterface
+from flask.testing import FlaskClient
 
 from webapp import create_app
+from webapp.accounts.sessions import start_session
 from webapp.extensions import db
 from webapp.models import User
 from webapp.timeutil import utcnow
@@ -327,6 +329,26 @@ class PostgresServer:
             self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop", check=False)
 
 
+# -- logging in without the login page ---------------------------------------------------------
+
+
+def login_session_id(app: Flask, user_id: int) -> str:
+    """What Flask-Login keeps in the cookies for a new login of this user (its row is committed)."""
+    with app.app_context():
+        session_id = start_session(db.session.get_one(User, user_id))
+        db.session.commit()
+        db.session.remove()
+        return session_id
+
+
+def log_in_client(client: FlaskClient, app: Flask, user_id: int) -> None:
+    """Give a Flask test client the session of a new login of this user."""
+    session_id = login_session_id(app, user_id)
+    with client.session_transaction() as session:
+        session["_user_id"] = session_id
+        session["_fresh"] = True
+
+
 # -- seeding a server's database directly ----------------------------------------------------
 
 
@@ -381,12 +403,12 @@ class Seeder:
 
 
 def session_cookie(app: Flask, user_id: int) -> str:
-    """A session cookie value Flask-Login accepts as a logged-in user, signed with the app's key."""
+    """A session cookie value for a new login of this user (its row committed), signed with the app's key."""
     interface = app.session_interface
     assert isinstance(interface, SecureCookieSessionInterface), "the app keeps Flask's signed-cookie sessions"
     serializer = interface.get_signing_serializer(app)
     assert serializer is not None, "the app has a SECRET_KEY"
-    return serializer.dumps({"_user_id": str(user_id), "_fresh": True})
+    return serializer.dumps({"_user_id": login_session_id(app, user_id), "_fresh": True})
 
 
 class RawStream:

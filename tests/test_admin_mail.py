@@ -20,7 +20,7 @@ from webapp.reminders.escalation import escalate, record_shown
 from webapp.timeutil import utcnow
 
 from .conftest import build_app
-from .support import free_port
+from .support import free_port, log_in_client
 
 ADMIN = "boss@example.com"
 
@@ -47,9 +47,7 @@ def admin_client(down_app):
     client = down_app.test_client()
     with down_app.app_context():
         admin_id = db.session.scalar(sa.select(User.id).where(User.email == ADMIN))
-    with client.session_transaction() as session:
-        session["_user_id"] = str(admin_id)
-        session["_fresh"] = True
+    log_in_client(client, down_app, admin_id)
     return client
 
 

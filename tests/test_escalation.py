@@ -21,7 +21,7 @@ from webapp.models import QueuedMail, Reminder, User
 from webapp.reminders import lifecycle
 from webapp.reminders.escalation import escalate, in_hours, next_in_hours
 
-from .support import ROOT, GunicornProcess, Seeder, flask_cli, server_env
+from .support import ROOT, GunicornProcess, Seeder, flask_cli, log_in_client, server_env
 
 # Monday 2 March 2026, 09:00 UTC (18:00 in Seoul). Users sign up a week before.
 OPENED = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -139,9 +139,7 @@ def test_a_late_scan_outside_the_hours_waits_for_the_next_morning(ctx):
 def test_a_banner_shown_by_a_page_load_sends_no_email(ctx, client):
     user_id = _user()
     lifecycle.scan(OPENED)
-    with client.session_transaction() as session:
-        session["_user_id"] = str(user_id)
-        session["_fresh"] = True
+    log_in_client(client, client.application, user_id)
     assert "You have not logged your weight since" in client.get("/dashboard").text
     reminder = _reminder(user_id)
     assert reminder.shown_at is not None and reminder.email_at is None
@@ -154,9 +152,7 @@ def test_a_banner_shown_by_a_page_load_sends_no_email(ctx, client):
 def test_a_banner_shown_by_a_long_poll_sends_no_email(ctx, client):
     user_id = _user()
     lifecycle.scan(OPENED)
-    with client.session_transaction() as session:
-        session["_user_id"] = str(user_id)
-        session["_fresh"] = True
+    log_in_client(client, client.application, user_id)
     assert "You have not logged your weight since" in client.get("/events/wait?after=0").text
     assert _reminder(user_id).shown_at is not None
     assert escalate(OPENED + 2 * DAY) == []
@@ -166,9 +162,7 @@ def test_a_banner_shown_by_polling_after_the_mail_was_queued_cancels_it(ctx, cli
     user_id = _user()
     lifecycle.scan(OPENED)
     assert len(escalate(OPENED + DAY)) == 1
-    with client.session_transaction() as session:
-        session["_user_id"] = str(user_id)
-        session["_fresh"] = True
+    log_in_client(client, client.application, user_id)
     assert "You have not logged your weight since" in client.get("/events/area").text
     assert [row.status for row in _mail()] == ["cancelled"]
     assert send_due(OPENED + DAY).sent == []

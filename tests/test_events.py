@@ -19,6 +19,8 @@ from webapp.models import ADMINS_CHANNEL, User, user_channel
 from webapp.reminders import lifecycle
 from webapp.timeutil import utcnow
 
+from .support import log_in_client
+
 MALFORMED_IDS = ["abc", "-1", "9" * 50, "", "   ", "1.5", "0x10", "١٢", "12abc", "x" * 4000, "1 2"]
 
 
@@ -89,9 +91,7 @@ def _user(app, email="ada@example.com", *, admin=False) -> int:
 
 
 def _log_in(client, user_id: int) -> None:
-    with client.session_transaction() as session:
-        session["_user_id"] = str(user_id)
-        session["_fresh"] = True
+    log_in_client(client, client.application, user_id)
 
 
 class Stream:

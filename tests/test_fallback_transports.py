@@ -172,8 +172,10 @@ def _signed_in_cookie(database_url: str, tmp_path, email: str, backdate_days: in
         db.session.add(user)
         db.session.commit()
         user_id = user.id
+    cookie = session_cookie(app, user_id)
+    with app.app_context():
         db.engine.dispose()
-    return session_cookie(app, user_id), user_id
+    return cookie, user_id
 
 
 def test_websocket_pushes_the_snapshot_then_news(make_server, tmp_path):

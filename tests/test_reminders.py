@@ -15,7 +15,7 @@ from webapp.models import ADMINS_CHANNEL, OutboxEvent, Reminder, User, user_chan
 from webapp.reminders import lifecycle
 from webapp.timeutil import utcnow
 
-from .support import FAST_HASH, TEST_SECRET
+from .support import FAST_HASH, TEST_SECRET, log_in_client
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -204,9 +204,7 @@ def _login(client, app, **fields):
     with app.app_context():
         user = make_user(**fields)
         user_id = user.id
-    with client.session_transaction() as session:
-        session["_user_id"] = str(user_id)
-        session["_fresh"] = True
+    log_in_client(client, app, user_id)
     return user_id
 
 

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.support import FAST_HASH, TEST_SECRET
+from tests.support import FAST_HASH, TEST_SECRET, log_in_client
 from webapp import create_app
 from webapp.errors import CSRF_MESSAGE
 from webapp.extensions import db
@@ -39,9 +39,7 @@ def logged_in_client(app):
     client = app.test_client()
     with app.app_context():
         user_id = db.session.scalar(db.select(User.id).where(User.email == "ada@example.com"))
-    with client.session_transaction() as session:
-        session["_user_id"] = str(user_id)
-        session["_fresh"] = True
+    log_in_client(client, app, user_id)
     return client
 
 

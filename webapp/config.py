@@ -7,6 +7,7 @@ import os
 import re
 import secrets
 from collections.abc import Mapping
+from datetime import timedelta
 from email.utils import parseaddr
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -359,6 +360,8 @@ def load_config(instance_path: str | os.PathLike, env: Mapping[str, str] | None 
         "REMEMBER_COOKIE_HTTPONLY": True,
         "REMEMBER_COOKIE_SAMESITE": "Lax",
         "REMEMBER_COOKIE_SECURE": secure_cookies,
+        # Also how long any login lasts at most: the server refuses its cookies after that.
+        "REMEMBER_COOKIE_DURATION": timedelta(days=_int_env(env, "REMEMBER_COOKIE_DAYS", 30, 1, 365)),
         "PROXY_FIX": _int_env(env, "PROXY_FIX", 0, 0, 5),
         # Every form here is a few fields; a bigger body is a mistake or an attack (413 page).
         "MAX_CONTENT_LENGTH": MAX_REQUEST_BYTES,

@@ -53,6 +53,21 @@ class User(UserMixin, Model):
     remind_after_days: Mapped[int] = mapped_column(sa.SmallInteger, default=0, server_default="0")
     # Email a reminder that no open page showed (off after an unsubscribe link).
     email_reminders: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
+    # Carried by every session and remember-me cookie; raising it ends every login at once
+    # (webapp/accounts/sessions.py).
+    session_version: Mapped[int] = mapped_column(default=1, server_default="1")
+
+    def use_login(self, token: str | None) -> None:
+        """Remember which login this request came with (not a column); see accounts.sessions."""
+        self._login_token = token
+
+    @property
+    def login_token(self) -> str | None:
+        return getattr(self, "_login_token", None)
+
+    def get_id(self) -> str:
+        """What Flask-Login keeps in the session and remember-me cookies: id, version and login."""
+        return f"{self.id}:{self.session_version}:{self.login_token or ''}"
 
     def set_password(self, password: str) -> None:
         # Tests lower the hash cost through PASSWORD_HASH_METHOD; production keeps werkzeug's default.
@@ -89,6 +104,16 @@ class User(UserMixin, Model):
 
     def open_reminder(self) -> Reminder | None:
         return db.session.scalars(db.select(Reminder).where(Reminder.open_for_user_id == self.id)).first()
+
+
+class LoginSession(Model):
+    """One login (a browser's session and remember-me cookies), known by its token's digest."""
+
+    __tablename__ = "login_sessions"
+
+    token_digest: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class WeightEntry(Model):

@@ -3,22 +3,17 @@
 from flask import Flask
 from flask_babel import lazy_gettext as _l
 
-from ..extensions import db, login_manager
-from ..models import MAX_ID, User
+from ..extensions import login_manager
 from . import data_views, throttle
+from .sessions import load_session_user
 from .views import bp
 
 # data_views adds its routes to bp when imported; naming it here keeps that import visible.
 __all__ = ["bp", "data_views", "init_app"]
 
-# Ids come back from signed cookies, but a leaked key must still not crash a query (MAX_ID).
-
-
-@login_manager.user_loader
-def _load_user(user_id: str):
-    if not (user_id.isascii() and user_id.isdigit() and len(user_id) <= 10 and int(user_id) <= MAX_ID):
-        return None
-    return db.session.get(User, int(user_id))
+# Every request's session or remember-me cookie is checked against its login row and the
+# user's session version (webapp/accounts/sessions.py).
+login_manager.user_loader(load_session_user)
 
 
 def init_app(app: Flask) -> None:

@@ -32,6 +32,7 @@ from ..timeutil import utcnow
 from ..tracking.imports import delete_pending_imports_of
 from .emails import normalise_email
 from .queries import user_by_email
+from .sessions import revoke_all
 
 
 class DeletionRefused(Exception):
@@ -102,6 +103,8 @@ def delete_account(user: User, successor_email: str | None = None, now: datetime
         )
         if admin_ids == [user_id]:
             set_admin(user, _successor(user, successor_email), True, now)
+    # Its logins go first: on SQLite a later sign-up can be given the same id.
+    revoke_all(user)
     delete_pending_imports_of(user_id)
     reminder_ids = db.select(Reminder.id).where(Reminder.user_id == user_id)
     db.session.execute(

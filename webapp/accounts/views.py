@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, flash, make_response, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    g,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_babel import ngettext
@@ -11,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..extensions import db
+from ..models import User
 from ..reminders.lifecycle import set_email_reminders, set_reminders_enabled
 from ..timeutil import timezone_names, utcnow
 from ..web import safe_next
@@ -18,11 +30,27 @@ from . import reset, throttle
 from .forms import ForgotPasswordForm, LoginForm, ResetPasswordForm, SettingsForm, SignupForm
 from .queries import user_by_email
 from .service import new_user
+from .sessions import end_session, revoke_all, start_session
 
 bp = Blueprint("accounts", __name__)
 
 DUPLICATE_EMAIL = _l("An account with this email already exists. Log in instead.")
 WRONG_CREDENTIALS = _l("That email and password do not match an account.")
+
+
+def _rotate_csrf_token() -> None:
+    # A token seen before logging in (or out) must not be good after it: the next form gets a new one.
+    name = current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
+    session.pop(name, None)
+    g.pop(name, None)
+
+
+def log_in(user: User, remember: bool = False) -> None:
+    """Start a revocable login for this user in this browser (accounts/sessions.py)."""
+    start_session(user)
+    db.session.commit()
+    _rotate_csrf_token()
+    login_user(user, remember=remember)
 
 
 def _dummy_password_check(password: str) -> None:
@@ -54,7 +82,7 @@ def signup():
                 db.session.rollback()
                 form.email.errors.append(str(DUPLICATE_EMAIL))
             else:
-                login_user(user)
+                log_in(user)
                 flash(_("Welcome to Weigh-in! Log your first weight below."), "success")
                 return redirect(url_for("tracking.dashboard"))
     status = 422 if form.errors else 200
@@ -86,7 +114,7 @@ def login():
                 _dummy_password_check(form.password.data)
             elif user.check_password(form.password.data):
                 throttle.forget_failures(email)
-                login_user(user, remember=form.remember.data)
+                log_in(user, remember=form.remember.data)
                 return redirect(next_url or url_for("tracking.dashboard"))
             throttle.count_failure(email)
             error = str(WRONG_CREDENTIALS)
@@ -98,8 +126,13 @@ def login():
 
 @bp.post("/logout")
 def logout():
-    """Log out (POST only, so a link or an image elsewhere cannot do it)."""
+    """Log out (POST only, so a link or an image elsewhere cannot do it); copies of this
+    browser's cookies stop working too, other browsers stay logged in."""
+    if current_user.is_authenticated:
+        end_session(current_user._get_current_object())
+        db.session.commit()
     logout_user()
+    _rotate_csrf_token()
     flash(_("You have logged out."), "info")
     return redirect(url_for("accounts.login"))
 
@@ -165,9 +198,10 @@ def reset_password(token: str):
     form = ResetPasswordForm()
     if form.validate_on_submit():
         reset.reset_password(user, form.password.data)
+        revoke_all(user)  # whoever had the old password is logged out everywhere
         db.session.commit()
         throttle.forget_failures(user.email)
-        login_user(user)
+        log_in(user)
         flash(_("Your new password is set, and you are logged in."), "success")
         return redirect(url_for("tracking.dashboard"))
     status = 422 if form.errors else 200

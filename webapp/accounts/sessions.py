@@ -1,0 +1,104 @@
+"""Login sessions that the server can revoke: one row per login, and a version on the user.
+
+Flask-Login keeps whatever ``User.get_id()`` returns in the session cookie and, signed, in the
+remember-me cookie (its "alternative token" pattern). Here that is ``<user id>:<session
+version>:<login token>``, and the user loader accepts it only while the user's version still
+matches and the login's row still exists and is younger than REMEMBER_COOKIE_DURATION. So:
+
+- logging out deletes that login's row: a copy of its session or remember cookie stops working;
+- ``revoke_all(user)`` (log out everywhere, password change or reset, account deletion) bumps
+  the version and deletes every row: every cookie of that user stops working at once.
+
+The database keeps only a digest of each token, so a copy of the table cannot be replayed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from flask import current_app
+
+from ..extensions import db
+from ..models import MAX_ID, LoginSession, User
+from ..timeutil import utcnow
+
+_MAX_TOKEN_LENGTH = 64
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def lifetime() -> timedelta:
+    """How long a login lasts at most, remembered or not: REMEMBER_COOKIE_DURATION."""
+    return current_app.config["REMEMBER_COOKIE_DURATION"]
+
+
+def start_session(user: User) -> str:
+    """Record a new login of this user and return the id its cookies carry; the caller commits.
+
+    Also drops the user's logins that have outlived lifetime(), so the table stays small."""
+    now = utcnow()
+    db.session.execute(
+        db.delete(LoginSession).where(
+            LoginSession.user_id == user.id, LoginSession.created_at < now - lifetime()
+        )
+    )
+    token = secrets.token_urlsafe(32)
+    db.session.add(LoginSession(token_digest=_digest(token), user_id=user.id, created_at=now))
+    user.use_login(token)
+    return user.get_id()
+
+
+def _parse(session_id: str) -> tuple[int, int, str] | None:
+    parts = session_id.split(":")
+    if len(parts) != 3:
+        return None
+    user_id, version, token = parts
+    # Ids come back from signed cookies, but a leaked key must still not crash a query (MAX_ID).
+    for number in (user_id, version):
+        if not (number.isascii() and number.isdigit() and len(number) <= 10 and int(number) <= MAX_ID):
+            return None
+    if not token or len(token) > _MAX_TOKEN_LENGTH:
+        return None
+    return int(user_id), int(version), token
+
+
+def load_session_user(session_id: str) -> User | None:
+    """The user whose live login this cookie id names, or None (revoked, expired, malformed)."""
+    parsed = _parse(session_id)
+    if parsed is None:
+        return None
+    user_id, version, token = parsed
+    user = db.session.scalar(
+        db.select(User)
+        .join(LoginSession, LoginSession.user_id == User.id)
+        .where(
+            User.id == user_id,
+            User.session_version == version,
+            LoginSession.token_digest == _digest(token),
+            LoginSession.created_at >= utcnow() - lifetime(),
+        )
+    )
+    if user is not None:
+        user.use_login(token)
+    return user
+
+
+def end_session(user: User) -> None:
+    """Forget the login this request came with (log out); the caller commits."""
+    token = user.login_token
+    if token:
+        db.session.execute(db.delete(LoginSession).where(LoginSession.token_digest == _digest(token)))
+
+
+def revoke_all(user: User) -> None:
+    """End every login of this user, everywhere, at once; the caller commits.
+
+    For log out everywhere, a password change or reset and account deletion. Streams learn of it
+    by comparing ``user.session_version`` with the one they started under."""
+    user.session_version = User.session_version + 1
+    db.session.execute(db.delete(LoginSession).where(LoginSession.user_id == user.id))
+    user.use_login(None)
