@@ -73,6 +73,8 @@ ANONYMOUS_ROUTES = [
     ("get", "/account/export.json"),
     ("get", "/account/delete"),
     ("post", "/account/delete"),
+    ("get", "/account/email"),
+    ("post", "/account/email"),
 ]
 
 

@@ -179,3 +179,36 @@ class DeleteAccountForm(FlaskForm):
     )
     # Asked only of the last admin: who keeps the site running after them.
     successor = EmailField(_l("New admin's email"), filters=[normalise_email])
+
+
+class ChangeEmailForm(FlaskForm):
+    email = EmailField(
+        _l("New email"),
+        filters=[normalise_email],
+        validators=[
+            DataRequired(_l("Enter your new email address.")),
+            Length(
+                max=MAX_EMAIL_LENGTH,
+                message=_l("An email address has at most %(max)d characters.", max=MAX_EMAIL_LENGTH),
+            ),
+        ],
+    )
+    password = PasswordField(
+        _l("Password"),
+        validators=[
+            DataRequired(_l("Enter your password to change your email address.")),
+            Length(max=MAX_PASSWORD_LENGTH, message=_l("That password is not right.")),
+        ],
+    )
+
+    def validate_email(self, field) -> None:
+        if self.email.errors:
+            return
+        try:
+            field.data = validated_email(field.data)
+        except ValueError as error:
+            raise ValidationError(str(error)) from None
+
+
+class ConfirmForm(FlaskForm):
+    """A button and its CSRF token: following a link in a message must not change anything alone."""

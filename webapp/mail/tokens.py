@@ -13,6 +13,7 @@ from itsdangerous import BadData, SignatureExpired, URLSafeSerializer, URLSafeTi
 
 UNSUBSCRIBE = "weighin.unsubscribe-reminders"
 PASSWORD_RESET = "weighin.password-reset"
+EMAIL_CHANGE = "weighin.email-change"
 
 
 class BadToken(Exception):
