@@ -281,6 +281,12 @@ class RedisServer:
         self.stop()
         self.start()
 
+    def kill(self) -> None:
+        """Kill the server outright (SIGKILL), as a crash or an OOM kill would."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
 
 PG_BIN = Path(os.environ.get("WEIGHIN_PG_BIN", "/usr/lib/postgresql/15/bin"))
 

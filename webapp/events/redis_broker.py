@@ -4,9 +4,10 @@ Publishing sends "channel:id" on one Redis pub/sub channel. Each process runs ON
 greenlet (started on its first stream, after gunicorn has forked) that hands what it hears to
 this process's subscriptions; streams never hold a Redis connection of their own.
 
-Redis is only the wake-up call. Whenever the listener (re)connects, and every few seconds while
-it runs or waits to reconnect, it reads the outbox for ids it has not heard of and dispatches
-them, so an event whose publish was lost (Redis down, a connection reset) still arrives.
+Redis is only the wake-up call. Whenever the listener (re)connects, every CATCH_UP_SECONDS while
+it listens, and at every reconnect attempt (at most a second apart) while Redis is away, it reads
+the outbox for ids it has not heard of and dispatches them, so an event whose publish was lost
+(Redis down, a connection reset) still arrives.
 
 Each process also keeps a short-lived key with its number of open streams, so the admin
 overview can add up the streams of every live process.
@@ -51,8 +52,11 @@ CATCH_UP_SECONDS = 5.0
 # A process's stream count expires unless refreshed, so a killed process stops counting.
 COUNT_REFRESH_SECONDS = 5.0
 COUNT_TTL_SECONDS = 20
+# While Redis is away the listener tries again at least every second (one refused connection a
+# second per process costs nothing), so every listener is back within about a second of Redis;
+# and each try also reads the outbox, so banners keep arriving within that second meanwhile.
 RECONNECT_MIN_SECONDS = 0.2
-RECONNECT_MAX_SECONDS = 10.0
+RECONNECT_MAX_SECONDS = 1.0
 # After a failed publish, skip publishing briefly: an outage costs each request nothing,
 # and the listeners' outbox catch-up delivers what was skipped.
 PUBLISH_PAUSE_SECONDS = 1.0
@@ -121,6 +125,7 @@ class RedisBroker(Broker):
         self._admit_script: Any = None  # redis-py's Script, registered on first use
         self._listener: gevent.Greenlet | None = None
         self._publish_paused_until = 0.0
+        self._publish_failing = False
         # What this process dispatched, heard through Redis or read from the outbox.
         self._follower = OutboxFollower(look_back=FIRST_LOOK_BACK, remember=SEEN_IDS, page=CATCH_UP_PAGE)
         self._count_written: tuple[int, float] | None = None
@@ -168,9 +173,19 @@ class RedisBroker(Broker):
     def publish(self, channel: str, event_id: int) -> None:
         if time.monotonic() < self._publish_paused_until:
             return
+        message = format_message(channel, event_id)
         try:
-            self.client().publish(self.events_channel, format_message(channel, event_id))
+            try:
+                self.client().publish(self.events_channel, message)
+            except redis.ConnectionError:
+                if self._publish_failing:
+                    raise
+                # A pooled connection that Redis closed when it restarted: the pool has dropped
+                # it, so try once on a new one (refused at once if Redis is really down).
+                self.client().publish(self.events_channel, message)
+            self._publish_failing = False
         except (redis.RedisError, OSError) as error:
+            self._publish_failing = True
             self._publish_paused_until = time.monotonic() + PUBLISH_PAUSE_SECONDS
             log.warning(
                 "Redis publish of event %s failed (%s); listeners will catch up from the outbox",
@@ -283,9 +298,10 @@ class RedisBroker(Broker):
                         pubsub.close()
                     except Exception:
                         pass
-            # While Redis is away, the outbox still delivers, only later.
+            # While Redis is away, the outbox still delivers, a second late at most.
             self._catch_up_quietly()
-            gevent.sleep(delay * random.uniform(0.5, 1.5))
+            # Jitter below the delay, never above: no listener sleeps past RECONNECT_MAX_SECONDS.
+            gevent.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, RECONNECT_MAX_SECONDS)
 
     @staticmethod
