@@ -85,3 +85,61 @@ def test_sign_up_errors_speak_korean(client):
 def test_login_required_message_speaks_korean(client):
     page = client.get("/dashboard", headers={"Accept-Language": KOREAN_BROWSER}, follow_redirects=True)
     assert "이 페이지를 보려면 로그인하세요." in page.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    "header, zone",
+    [
+        ("ko-KR,ko;q=0.9", "Asia/Seoul"),
+        ("ko", "Asia/Seoul"),
+        ("de-DE", "Europe/Berlin"),
+        ("en-US", "America/New_York"),
+    ],
+)
+def test_sign_up_prefills_the_zone_from_the_browser(client, header, zone):
+    html = client.get("/account/signup", headers={"Accept-Language": header}).get_data(as_text=True)
+    assert f'<option selected value="{zone}">' in html
+
+
+def test_sign_up_keeps_the_zone_and_language_the_person_confirmed(client, auth, app):
+    response = client.post(
+        "/account/signup",
+        data={"email": "min@example.com", "password": "correct horse", "timezone": "Asia/Seoul"},
+        headers={"Accept-Language": KOREAN_BROWSER},
+    )
+    assert response.status_code == 302
+    with app.app_context():
+        user = auth.user("min@example.com")
+        assert (user.timezone, user.locale) == ("Asia/Seoul", "ko")
+    # The setting now wins over the browser.
+    page = client.get("/account/settings", headers={"Accept-Language": "en-US"})
+    assert '<html lang="ko">' in page.get_data(as_text=True)
+
+
+def test_sign_up_refuses_an_unknown_zone(client):
+    page = client.post(
+        "/account/signup",
+        data={"email": "min@example.com", "password": "correct horse", "timezone": "Mars/Olympus"},
+    )
+    assert page.status_code == 422
+    assert "Choose a time zone from the list." in page.get_data(as_text=True)
+
+
+def test_language_setting_switches_the_pages(client, auth, app):
+    auth.register()
+    response = client.post(
+        "/account/settings",
+        data={
+            "display_name": "",
+            "unit": "kg",
+            "timezone": "Asia/Seoul",
+            "locale": "ko",
+            "reminders_enabled": "y",
+        },
+        follow_redirects=True,
+    )
+    html = response.get_data(as_text=True)
+    assert '<html lang="ko">' in html
+    assert "설정을 저장했습니다." in html
+    bad = client.post("/account/settings", data={"unit": "kg", "timezone": "UTC", "locale": "xx"})
+    assert bad.status_code == 422

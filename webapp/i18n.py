@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from babel.core import Locale, UnknownLocaleError, get_global
 from flask import Flask, has_request_context, request
 from flask_babel import get_locale
 
@@ -27,6 +28,52 @@ DEFAULT_LANGUAGE = "en"
 def accept_language_locale() -> str:
     """The supported language the browser asks for first (Accept-Language), else English."""
     return request.accept_languages.best_match(LANGUAGES, default=DEFAULT_LANGUAGE)
+
+
+# Where a country spans several zones, the one most of its people live in; elsewhere CLDR's own
+# first zone for the country is the one (KR: Asia/Seoul, DE: Europe/Berlin).
+PRIMARY_ZONES = {
+    "US": "America/New_York",
+    "CA": "America/Toronto",
+    "AU": "Australia/Sydney",
+    "BR": "America/Sao_Paulo",
+    "RU": "Europe/Moscow",
+    "MX": "America/Mexico_City",
+    "ID": "Asia/Jakarta",
+    "CN": "Asia/Shanghai",
+    "ES": "Europe/Madrid",
+    "PT": "Europe/Lisbon",
+    "AR": "America/Argentina/Buenos_Aires",
+    "KZ": "Asia/Almaty",
+    "NZ": "Pacific/Auckland",
+}
+
+
+def zone_from_accept_language() -> str | None:
+    """The time zone the browser's languages point at (ko-KR, or plain ko: Asia/Seoul), or None.
+
+    The region of the first language tag that has one, else the region that language is most
+    spoken in (CLDR's likely subtags). A guess for the sign-up form to show, never stored unseen.
+    """
+    if not has_request_context():
+        return None
+    zones = get_global("territory_zones")
+    for tag, _quality in request.accept_languages:
+        try:
+            locale = Locale.parse(tag, sep="-")
+        except (ValueError, TypeError, UnknownLocaleError):
+            continue
+        territory = locale.territory
+        if territory is None:
+            likely = get_global("likely_subtags").get(locale.language)
+            territory = Locale.parse(likely).territory if likely else None
+        if territory is None:
+            continue
+        if territory in PRIMARY_ZONES:
+            return PRIMARY_ZONES[territory]
+        if zones.get(territory):
+            return zones[territory][0]
+    return None
 
 
 def _user_locale() -> str | None:
@@ -79,3 +126,8 @@ def init_app(app: Flask) -> None:
     if missing:
         # The .mo files are built from the .po files by scripts/install, not kept in git.
         log.warning("no compiled catalogue for %s: run ./scripts/translations compile", ", ".join(missing))
+
+
+def stored_locale(code: str | None) -> str:
+    """The locale to render for a user with no request (banner, mail): theirs, else English."""
+    return code if code in LANGUAGES else DEFAULT_LANGUAGE

@@ -39,6 +39,10 @@ class User(UserMixin, Model):
     display_name: Mapped[str] = mapped_column(sa.String(80), default="")
     unit: Mapped[str] = mapped_column(sa.String(2), default="kg")
     timezone: Mapped[str] = mapped_column(sa.String(64), default="UTC")
+    # The language of the pages, the streamed banner and the mail: chosen in Settings, first taken
+    # from the browser at sign-up (webapp/i18n.py LANGUAGES); "" (accounts from before languages)
+    # follows the browser, and English where there is none.
+    locale: Mapped[str] = mapped_column(sa.String(8), default="", server_default="")
     reminders_enabled: Mapped[bool] = mapped_column(default=True)
     is_admin: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -10,6 +10,7 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, PasswordField, SelectChoice, SelectField, StringField
 from wtforms.validators import DataRequired, Length, ValidationError
 
+from ..i18n import LANGUAGE_NAMES, zone_from_accept_language
 from ..reminders.lifecycle import REMIND_AFTER_CHOICES, SITE_DEFAULT_DAYS
 from ..timeutil import timezone_names
 from .emails import MAX_EMAIL_LENGTH, normalise_email, validated_email
@@ -46,11 +47,39 @@ def _check_password_length(form, field) -> None:
         raise ValidationError(_("Use at most %(max)d characters.", max=MAX_PASSWORD_LENGTH))
 
 
+def _timezone_select() -> SelectField:
+    return SelectField(_l("Time zone"), choices=[], validate_choice=False)
+
+
+def _language_select() -> SelectField:
+    return SelectField(
+        _l("Language"),
+        choices=[SelectChoice(code, name) for code, name in LANGUAGE_NAMES.items()],
+        validate_choice=False,
+    )
+
+
 class SignupForm(FlaskForm):
     email = _email_field()
     password = PasswordField(
         _l("Password"), validators=[DataRequired(_l("Choose a password.")), _check_password_length]
     )
+    # Prefilled with the zone the browser's language points at; the person sees and confirms it.
+    timezone = _timezone_select()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.timezone.choices = [SelectChoice(name, name.replace("_", " ")) for name in timezone_names()]
+
+    def validate_timezone(self, field) -> None:
+        if field.raw_data == []:
+            # Not sent at all (a client that predates the field): the browser's guess, else UTC.
+            field.data = zone_from_accept_language() or "UTC"
+            return
+        canonical = canonical_timezone(field.data)
+        if canonical is None:
+            raise ValidationError(_("Choose a time zone from the list."))
+        field.data = canonical
 
     def validate_email(self, field) -> None:
         if self.email.errors:
@@ -117,6 +146,7 @@ class SettingsForm(FlaskForm):
     timezone = StringField(
         _l("Time zone"), filters=[_strip], validators=[DataRequired(_l("Choose a time zone."))]
     )
+    locale = _language_select()
     reminders_enabled = BooleanField(_l("Remind me when I have not logged for a while"))
     email_reminders = BooleanField(_l("Email me reminders"))
     remind_after_days = DaysField(_l("Remind me after (days)"), filters=[_strip])
@@ -124,6 +154,11 @@ class SettingsForm(FlaskForm):
     def validate_display_name(self, field) -> None:
         if field.data and any(ord(c) < 32 or ord(c) == 127 for c in field.data):
             raise ValidationError(_("Use letters, digits, spaces and punctuation only."))
+
+    def validate_locale(self, field) -> None:
+        # Not sent at all (a client that predates the field) keeps the language as it is.
+        if field.raw_data != [] and field.data not in LANGUAGE_NAMES:
+            raise ValidationError(_("Choose English or Korean."))
 
     def validate_unit(self, field) -> None:
         if field.data not in {choice.value for choice in UNITS}:

@@ -14,14 +14,15 @@ from flask import (
     session,
     url_for,
 )
+from flask_babel import get_locale, ngettext, refresh
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from flask_babel import ngettext
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..extensions import db
+from ..i18n import DEFAULT_LANGUAGE, zone_from_accept_language
 from ..models import User
 from ..reminders.lifecycle import set_email_reminders, set_reminders_enabled
 from ..timeutil import timezone_names, utcnow
@@ -69,11 +70,15 @@ def signup():
     if current_user.is_authenticated:
         return redirect(url_for("tracking.dashboard"))
     form = SignupForm()
+    if not form.is_submitted():
+        form.timezone.data = zone_from_accept_language() or "UTC"
     if form.validate_on_submit():
         if user_by_email(form.email.data) is not None:
             form.email.errors.append(str(DUPLICATE_EMAIL))
         else:
             user = new_user(form.email.data, form.password.data)
+            user.timezone = form.timezone.data
+            user.locale = str(get_locale() or DEFAULT_LANGUAGE)
             db.session.add(user)
             try:
                 db.session.commit()
@@ -147,6 +152,9 @@ def settings():
         user.display_name = form.display_name.data or ""
         user.unit = form.unit.data
         user.timezone = form.timezone.data
+        if form.locale.raw_data:
+            user.locale = form.locale.data
+        refresh()  # the flash below, and the next page, in the language just chosen
         now = utcnow()
         set_reminders_enabled(user, form.reminders_enabled.data, now)
         set_email_reminders(user, form.email_reminders.data, now)
