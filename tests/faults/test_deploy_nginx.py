@@ -23,8 +23,6 @@ import pytest
 from ..support import ROOT, free_port, stop_process_group, unavailable, wait_for_port
 from .harness import scan_later
 
-pytestmark = [pytest.mark.services, pytest.mark.browser]
-
 SITE_MARKER = "# /etc/nginx/sites-available/weighin"
 BANNER = "#reminder-area #reminder-banner"
 # A standard EventSource beside the page's own hx-sse stream, logging what happens to it.
@@ -164,6 +162,8 @@ def nginx_site(gunicorn):
     shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.mark.services
+@pytest.mark.browser
 def test_live_banner_through_the_guides_nginx_over_http2(nginx_site, browser):
     from playwright.sync_api import expect
 
@@ -224,6 +224,8 @@ def test_live_banner_through_the_guides_nginx_over_http2(nginx_site, browser):
     assert "[emerg]" not in site.log() and "[crit]" not in site.log(), site.log()[-2000:]
 
 
+@pytest.mark.services
+@pytest.mark.browser
 def test_streams_come_back_through_a_release(nginx_site, browser):
     """One host stopped: the page's stream reconnects to the other. Every host stopped: nginx
     answers /events with an empty stream and a retry, so even a standard EventSource keeps
@@ -267,3 +269,38 @@ def test_streams_come_back_through_a_release(nginx_site, browser):
         page.wait_for_function("() => __log.includes('banner')")
     finally:
         context.close()
+
+
+@pytest.mark.parametrize(
+    ("edited", "debian_files", "expected"),
+    [
+        (
+            "/etc/nginx/nginx.conf",
+            ["/etc/nginx/nginx.conf"],
+            ["\tworker_connections 20000;", "worker_rlimit_nofile 65536;"],
+        ),
+        (
+            "/etc/postgresql/15/main/postgresql.conf",
+            ["/etc/postgresql/15/main/postgresql.conf", "/usr/share/postgresql/15/postgresql.conf.sample"],
+            ["listen_addresses = '*'"],
+        ),
+    ],
+)
+def test_the_guides_sed_commands_change_debians_files(tmp_path, edited, debian_files, expected):
+    """Each `sed -i` of docs/DEPLOY.md, run on a copy of the Debian 12 file it edits, changes the
+    line it means to (a pattern that no longer matches would change nothing, silently)."""
+    original = next((Path(path) for path in debian_files if Path(path).exists()), None)
+    if original is None:
+        unavailable(f"none of {debian_files} here (Debian's nginx, postgresql-15)")
+    guide = (ROOT / "docs" / "DEPLOY.md").read_text()
+    commands = [line for line in re.findall(r"^sed -i .*$", guide, flags=re.M) if line.endswith(" " + edited)]
+    assert commands, f"no sed command for {edited} in the guide"
+    copy = tmp_path / original.name
+    shutil.copyfile(original, copy)
+    for command in commands:
+        subprocess.run(["sh", "-c", command.removesuffix(edited) + str(copy)], check=True, timeout=30)
+    lines = copy.read_text().splitlines()
+    for line in expected:
+        assert any(text.startswith(line) for text in lines), f"{line!r} not in the edited {edited}"
+    if original.name == "nginx.conf":  # the directive must sit in the main context, before events
+        assert lines.index("worker_rlimit_nofile 65536;") < lines.index("events {")
