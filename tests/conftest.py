@@ -9,15 +9,13 @@ import shutil
 import psycopg
 import pytest
 
-from webapp import create_app
 from webapp.extensions import db
 from webapp.models import User
 
 from .support import (
-    FAST_HASH,
     PG_ADMIN_URL,
-    TEST_SECRET,
     ServerProcess,
+    build_app,
     flask_cli,
     server_env,
     translations_script,
@@ -29,26 +27,6 @@ from .support import (
 def compiled_translations():
     """The .mo files built from the .po files as they are now (git keeps only the .po files)."""
     translations_script("compile")
-
-
-def build_app(tmp_path, name: str = "test", **overrides):
-    """A fresh app on its own SQLite file with the schema created; test settings, then overrides."""
-    app = create_app(
-        {
-            "TESTING": True,
-            "INSTANCE_PATH": str(tmp_path / "instance"),
-            "SECRET_KEY": TEST_SECRET,
-            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / f'{name}.db'}",
-            "BROKER_URL": "memory://",
-            "WTF_CSRF_ENABLED": False,
-            "PASSWORD_HASH_METHOD": FAST_HASH,
-            "RATELIMIT_STORAGE_URI": "memory://",
-            **overrides,
-        }
-    )
-    with app.app_context():
-        db.create_all()
-    return app
 
 
 def _dispose(app) -> None:

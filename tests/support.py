@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -36,6 +36,49 @@ def unavailable(reason: str):
     if STRICT:
         pytest.fail(f"required for CI but unavailable: {reason}")
     pytest.skip(reason)
+
+
+def build_app(tmp_path, name: str = "test", **overrides):
+    """A fresh app on its own SQLite file with the schema created; test settings, then overrides."""
+    app = create_app(
+        {
+            "TESTING": True,
+            "INSTANCE_PATH": str(tmp_path / "instance"),
+            "SECRET_KEY": TEST_SECRET,
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / f'{name}.db'}",
+            "BROKER_URL": "memory://",
+            "WTF_CSRF_ENABLED": False,
+            "PASSWORD_HASH_METHOD": FAST_HASH,
+            "RATELIMIT_STORAGE_URI": "memory://",
+            **overrides,
+        }
+    )
+    with app.app_context():
+        db.create_all()
+    return app
+
+
+def add_user(
+    email: str = "ada@example.com",
+    *,
+    at: datetime | None = None,
+    days_ago: float = 0,
+    admin: bool = False,
+    password: str = "correct horse",
+    **fields,
+) -> User:
+    """The one user factory: a user row written and committed in the current app context.
+
+    Signed up at `at` (default: `days_ago` days before now) with both activity clocks there, as a
+    sign-up leaves them; `fields` set any other column, or override those.
+    """
+    at = at or utcnow() - timedelta(days=days_ago)
+    values = {"created_at": at, "last_active_at": at, "reminder_clock": at, "is_admin": admin, **fields}
+    user = User(email=email, **values)
+    user.set_password(password)
+    db.session.add(user)
+    db.session.commit()
+    return user
 
 
 def translations_script(*args: str) -> None:
@@ -380,12 +423,7 @@ class Seeder:
         self, email: str, *, days_ago: float = 0, admin: bool = False, password: str = "correct horse"
     ) -> int:
         with self.app.app_context():
-            at = utcnow() - timedelta(days=days_ago)
-            user = User(email=email, created_at=at, last_active_at=at, reminder_clock=at, is_admin=admin)
-            user.set_password(password)
-            db.session.add(user)
-            db.session.commit()
-            user_id = user.id
+            user_id = add_user(email, days_ago=days_ago, admin=admin, password=password).id
             db.session.remove()
             return user_id
 

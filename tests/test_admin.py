@@ -8,7 +8,6 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from werkzeug.security import generate_password_hash
 
 from webapp.admin.actions import REMIND, REMIND_AGAIN
 from webapp.admin.queries import Cursor, InactiveFilter, inactive_users_page, inactive_users_query
@@ -17,31 +16,26 @@ from webapp.extensions import db
 from webapp.models import ADMINS_CHANNEL, AdminAction, OutboxEvent, Reminder, User, user_channel
 from webapp.timeutil import utcnow
 
-from .support import FAST_HASH
+from .support import add_user
 
 ADMIN_EMAIL = "boss@example.com"
 PASSWORD = "correct horse"
-HASH = generate_password_hash("unused password", method=FAST_HASH)
 
 
 def make_user(email, created, weight=None, goal=None, *, reminders=True, admin=False, name=""):
     """A user row whose activity clocks follow the rule: last_active_at = latest of the three."""
     last_active = max(t for t in (created, weight, goal) if t is not None)
-    user = User(
-        email=email,
-        password_hash=HASH,
+    return add_user(
+        email,
+        at=created,
+        admin=admin,
         display_name=name,
-        created_at=created,
         last_weight_at=weight,
         last_goal_at=goal,
         last_active_at=last_active,
         reminder_clock=last_active if reminders else None,
         reminders_enabled=reminders,
-        is_admin=admin,
     )
-    db.session.add(user)
-    db.session.commit()
-    return user
 
 
 @pytest.fixture

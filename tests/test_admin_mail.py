@@ -19,8 +19,7 @@ from webapp.reminders import lifecycle
 from webapp.reminders.escalation import escalate, record_shown
 from webapp.timeutil import utcnow
 
-from .conftest import build_app
-from .support import free_port, log_in_client
+from .support import add_user, build_app, free_port, log_in_client
 
 ADMIN = "boss@example.com"
 
@@ -52,12 +51,7 @@ def admin_client(down_app):
 
 
 def _idle_user(email: str, days: int = 10) -> int:
-    then = utcnow() - timedelta(days=days)
-    user = User(email=email, created_at=then, last_active_at=then, reminder_clock=then)
-    user.set_password("correct horse")
-    db.session.add(user)
-    db.session.commit()
-    return user.id
+    return add_user(email, days_ago=days).id
 
 
 def _text(page: str, element_id: str) -> str:

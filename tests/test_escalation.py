@@ -21,7 +21,7 @@ from webapp.models import QueuedMail, Reminder, User
 from webapp.reminders import lifecycle
 from webapp.reminders.escalation import escalate, in_hours, next_in_hours
 
-from .support import ROOT, GunicornProcess, Seeder, flask_cli, log_in_client, server_env
+from .support import ROOT, GunicornProcess, Seeder, add_user, flask_cli, log_in_client, server_env
 
 # Monday 2 March 2026, 09:00 UTC (18:00 in Seoul). Users sign up a week before.
 OPENED = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -59,18 +59,7 @@ def test_next_moment_inside_the_users_hours(moment, zone, hours, expected):
 
 
 def _user(email="ada@example.com", **fields) -> int:
-    user = User(
-        email=email,
-        display_name=fields.pop("display_name", "Ada"),
-        created_at=SIGNED_UP,
-        last_active_at=SIGNED_UP,
-        reminder_clock=SIGNED_UP,
-        **fields,
-    )
-    user.set_password("correct horse")
-    db.session.add(user)
-    db.session.commit()
-    return user.id
+    return add_user(email, at=SIGNED_UP, **{"display_name": "Ada", **fields}).id
 
 
 def _reminder(user_id: int) -> Reminder:

@@ -17,9 +17,8 @@ from webapp.events.outbox import announce, latest_event_id
 from webapp.extensions import current_broker, db
 from webapp.models import ADMINS_CHANNEL, User, user_channel
 from webapp.reminders import lifecycle
-from webapp.timeutil import utcnow
 
-from .support import log_in_client
+from .support import add_user, log_in_client
 
 MALFORMED_IDS = ["abc", "-1", "9" * 50, "", "   ", "1.5", "0x10", "١٢", "12abc", "x" * 4000, "1 2"]
 
@@ -82,16 +81,7 @@ def stream_app(app):
 
 def _user(app, email="ada@example.com", *, admin=False) -> int:
     with app.app_context():
-        now = utcnow()
-        user = User(email=email, created_at=now, last_active_at=now, reminder_clock=now, is_admin=admin)
-        user.set_password("correct horse")
-        db.session.add(user)
-        db.session.commit()
-        return user.id
-
-
-def _log_in(client, user_id: int) -> None:
-    log_in_client(client, client.application, user_id)
+        return add_user(email, admin=admin).id
 
 
 class Stream:
@@ -140,7 +130,7 @@ class Stream:
 def _stream_for(app, user_id: int, **headers) -> Stream:
     """A logged-in client's /events stream, as a browser tab of that user opens it."""
     client = app.test_client()
-    _log_in(client, user_id)
+    log_in_client(client, client.application, user_id)
     return Stream(client, **headers)
 
 
@@ -327,7 +317,7 @@ def test_the_streamed_banner_matches_the_one_on_the_page(stream_app, zone, last_
         db.session.commit()
     _open_reminder(stream_app, user_id)
     client = stream_app.test_client()
-    _log_in(client, user_id)
+    log_in_client(client, client.application, user_id)
     page = _area_of_page(client.get("/dashboard").get_data(as_text=True))
     stream = Stream(client)
     try:
@@ -349,7 +339,7 @@ def test_a_snapshot_rendered_after_connect_carries_working_links_and_csrf_token(
     csrf_app.config.update(SSE_HEARTBEAT=1, SSE_QUEUE_SIZE=4, OUTBOX_POLL_INTERVAL=0.2)
     user_id = _user(csrf_app)
     client = csrf_app.test_client()
-    _log_in(client, user_id)
+    log_in_client(client, client.application, user_id)
     stream = Stream(client)
     try:
         stream.next()

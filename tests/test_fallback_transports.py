@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 
 import gevent
 import pytest
@@ -11,11 +10,10 @@ import pytest
 from webapp import create_app
 from webapp.events.outbox import latest_event_id
 from webapp.extensions import db
-from webapp.models import User, user_channel
+from webapp.models import user_channel
 from webapp.reminders.lifecycle import open_reminder
-from webapp.timeutil import utcnow
 
-from .support import FAST_HASH, TEST_SECRET, session_cookie
+from .support import FAST_HASH, TEST_SECRET, add_user, session_cookie
 
 ANONYMOUS_ROUTES = ["/events/area", "/events/wait?after=0", "/events/area?after=abc"]
 BAD_AFTER = ["abc", "-1", "1.5", "", " ", "0x10", "\uff19", "1e3", "99999999999999999999999", "\x00", "5;6"]
@@ -166,12 +164,7 @@ def _signed_in_cookie(database_url: str, tmp_path, email: str, backdate_days: in
         }
     )
     with app.app_context():
-        past = utcnow() - timedelta(days=backdate_days)
-        user = User(email=email, created_at=past, last_active_at=past, reminder_clock=past)
-        user.set_password("correct horse")
-        db.session.add(user)
-        db.session.commit()
-        user_id = user.id
+        user_id = add_user(email, days_ago=backdate_days).id
     cookie = session_cookie(app, user_id)
     with app.app_context():
         db.engine.dispose()

@@ -14,8 +14,7 @@ from webapp.extensions import db
 from webapp.mail.queue import LEASE, enqueue, retry_delay, send_due
 from webapp.models import QueuedMail
 
-from .conftest import build_app
-from .support import SmtpServer, flask_cli, free_port, server_env
+from .support import SmtpServer, build_app, flask_cli, free_port, server_env
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 

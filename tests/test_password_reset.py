@@ -17,8 +17,7 @@ from webapp.mail.queue import send_due
 from webapp.mail.tokens import PASSWORD_RESET, UNSUBSCRIBE, make_token
 from webapp.models import QueuedMail, User
 
-from .conftest import build_app
-from .support import TEST_SECRET
+from .support import TEST_SECRET, build_app
 
 PASSWORD = "correct horse"
 NEW_PASSWORD = "battery staple 42"

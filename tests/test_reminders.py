@@ -15,7 +15,7 @@ from webapp.models import ADMINS_CHANNEL, OutboxEvent, Reminder, User, user_chan
 from webapp.reminders import lifecycle
 from webapp.timeutil import utcnow
 
-from .support import FAST_HASH, TEST_SECRET, log_in_client
+from .support import FAST_HASH, TEST_SECRET, add_user, log_in_client
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -23,13 +23,7 @@ SECOND = timedelta(seconds=1)
 
 
 def make_user(email="ada@example.com", created_at=T0, **fields) -> User:
-    user = User(
-        email=email, created_at=created_at, last_active_at=created_at, reminder_clock=created_at, **fields
-    )
-    user.set_password("correct horse")
-    db.session.add(user)
-    db.session.commit()
-    return user
+    return add_user(email, at=created_at, **fields)
 
 
 def open_reminders(user_id: int) -> list[Reminder]:

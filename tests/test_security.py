@@ -6,12 +6,13 @@ import re
 
 import pytest
 
-from tests.support import FAST_HASH, TEST_SECRET, log_in_client
 from webapp import create_app
 from webapp.errors import CSRF_MESSAGE
 from webapp.extensions import db
 from webapp.models import User
 from webapp.web import safe_next
+
+from .support import FAST_HASH, TEST_SECRET, add_user, log_in_client
 
 PASSWORD = "correct horse"
 
@@ -20,10 +21,7 @@ PASSWORD = "correct horse"
 def csrf_app(csrf_app):
     """The CSRF-checking app with an admin, so every route (admin ones too) can be reached."""
     with csrf_app.app_context():
-        user = User(email="ada@example.com", is_admin=True)
-        user.set_password(PASSWORD)
-        db.session.add(user)
-        db.session.commit()
+        add_user("ada@example.com", admin=True, password=PASSWORD)
     return csrf_app
 
 

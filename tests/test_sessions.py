@@ -16,7 +16,7 @@ from webapp.extensions import db
 from webapp.models import LoginSession, User
 from webapp.timeutil import utcnow
 
-from .conftest import build_app
+from .support import build_app
 
 PASSWORD = "correct horse"
 

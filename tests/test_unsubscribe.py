@@ -20,7 +20,7 @@ from webapp.models import User
 from webapp.reminders import lifecycle
 from webapp.reminders.escalation import escalate
 
-from .conftest import build_app
+from .support import add_user, build_app
 
 OPENED = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 PUBLIC = "https://weighin.example.com"
@@ -43,20 +43,9 @@ def mail_app(tmp_path, smtp_server):
 
 
 def _user(email="ada@example.com", **fields) -> int:
-    signed_up = OPENED - timedelta(days=7)
-    user = User(
-        email=email,
-        display_name="Ada",
-        unit="lb",
-        created_at=signed_up,
-        last_active_at=signed_up,
-        reminder_clock=signed_up,
-        **fields,
-    )
-    user.set_password("correct horse")
-    db.session.add(user)
-    db.session.commit()
-    return user.id
+    return add_user(
+        email, at=OPENED - timedelta(days=7), **{"display_name": "Ada", "unit": "lb", **fields}
+    ).id
 
 
 def _emailed(smtp_server, user_id: int):
