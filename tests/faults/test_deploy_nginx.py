@@ -284,6 +284,7 @@ def test_streams_come_back_through_a_release(nginx_site, browser):
             ["/etc/postgresql/15/main/postgresql.conf", "/usr/share/postgresql/15/postgresql.conf.sample"],
             ["listen_addresses = '*'"],
         ),
+        ("/etc/redis/redis.conf", ["/etc/redis/redis.conf"], ["bind 0.0.0.0 -::"]),
     ],
 )
 def test_the_guides_sed_commands_change_debians_files(tmp_path, edited, debian_files, expected):
@@ -291,7 +292,7 @@ def test_the_guides_sed_commands_change_debians_files(tmp_path, edited, debian_f
     line it means to (a pattern that no longer matches would change nothing, silently)."""
     original = next((Path(path) for path in debian_files if Path(path).exists()), None)
     if original is None:
-        unavailable(f"none of {debian_files} here (Debian's nginx, postgresql-15)")
+        unavailable(f"none of {debian_files} here (Debian's nginx, postgresql-15, redis-server)")
     guide = (ROOT / "docs" / "DEPLOY.md").read_text()
     commands = [line for line in re.findall(r"^sed -i .*$", guide, flags=re.M) if line.endswith(" " + edited)]
     assert commands, f"no sed command for {edited} in the guide"
