@@ -21,6 +21,7 @@ from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from ..events.logins import announce_login_change
 from ..extensions import db
 from ..i18n import DEFAULT_LANGUAGE, zone_from_accept_language
 from ..models import User
@@ -135,6 +136,8 @@ def logout():
     browser's cookies stop working too, other browsers stay logged in."""
     if current_user.is_authenticated:
         end_session(current_user._get_current_object())
+        # This login's streams in other tabs, on every worker, check it again and end.
+        announce_login_change(current_user.id)
         db.session.commit()
     logout_user()
     _rotate_csrf_token()

@@ -28,6 +28,7 @@ from ..models import user_channel
 from . import sse
 from .area import over_capacity, read_state, subscribe_and_read
 from .broker import REPLACED
+from .logins import login_verdict
 
 bp = Blueprint("events_fallback", __name__)
 sock = Sock()
@@ -50,10 +51,14 @@ def init_app(app: Flask) -> None:
 def _require_login():
     # Runs before the WebSocket handshake too, so an anonymous socket is refused with a plain 401.
     if not current_user.is_authenticated:
-        return Response("Log in to receive reminders.\n", status=401, mimetype="text/plain", headers=NO_STORE)
+        return _log_in_first()
     if request.endpoint in {"events_fallback.wait", "events_fallback.websocket"}:
         return over_capacity()  # before the WebSocket handshake, so it is a plain 503 too
     return None
+
+
+def _log_in_first() -> Response:
+    return Response("Log in to receive reminders.\n", status=401, mimetype="text/plain", headers=NO_STORE)
 
 
 def _retry_after(reason: str | None) -> int:
@@ -103,6 +108,7 @@ def wait():
     after = _after_param()
     broker = current_broker()
     timeout = float(current_app.config["LONGPOLL_TIMEOUT"])
+    login_id = current_user.get_id()
 
     subscription, newest, _ = subscribe_and_read(user_id, (channel,), area=False)
     try:
@@ -118,6 +124,8 @@ def wait():
             if subscription.closing:
                 # Ended by the broker (the user's cap, a worker stopping): say when to ask again.
                 return _nothing_new(after, _retry_after(subscription.close_reason))
+            if login_verdict(login_id, user_id, ()) is not None:
+                return _log_in_first()  # the login was ended meanwhile (events/logins.py)
             event_id = max(event_id for _, event_id in batch)
             if subscription.overflowed or event_id > newest:
                 return _snapshot_response(user_id, event_id)
@@ -136,6 +144,7 @@ def websocket(ws):
     broker = current_broker()
     heartbeat = config["SSE_HEARTBEAT"]
     deadline = time.monotonic() + config["SSE_MAX_LIFETIME"] * random.uniform(0.8, 1.0)
+    login_id = current_user.get_id()
 
     def push(event_id: int, html: str | None = None) -> None:
         if html is None:
@@ -159,6 +168,9 @@ def websocket(ws):
                 return
             if subscription.overflowed:
                 ws.close(reason=1013, message="too slow; reconnect with ?after=")
+                return
+            if login_verdict(login_id, user_id, ()) is not None:
+                ws.close(reason=1008, message="signed out; log in again")
                 return
             event_id = max(event_id for _, event_id in batch)
             if sent is not None and event_id <= sent:

@@ -31,7 +31,12 @@ def announce(channel: str, kind: str) -> None:
     """
     # Begin the transaction now, so that a rollback before any other write forgets this too.
     db.session.connection()
-    db.session.info.setdefault(_ANNOUNCED, []).append((channel, kind, utcnow()))
+    announce_in(db.session(), channel, kind)
+
+
+def announce_in(session: Session, channel: str, kind: str) -> None:
+    """announce() for a given session inside its open transaction (for session event hooks)."""
+    session.info.setdefault(_ANNOUNCED, []).append((channel, kind, utcnow()))
 
 
 def announce_to_user_and_admins(user_id: int, kind: str) -> None:

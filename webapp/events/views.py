@@ -20,6 +20,7 @@ from ..models import ADMINS_CHANNEL, user_channel
 from . import sse
 from .area import AreaLinks, over_capacity, read_state, subscribe_and_read
 from .broker import REPLACED
+from .logins import ADMIN_REMOVED, SIGNED_OUT, login_verdict
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,15 @@ def _snapshot_events(html: str | None, event_id: int, *, admins: bool) -> str:
     return chunk
 
 
+def _signed_out_events() -> str:
+    """The signed-out notice and the named event that closes hx-sse for good (needs a request)."""
+    return (
+        sse.retry(24 * 3600 * 1000)
+        + sse.event(render_template("reminders/_signed_out.html"))
+        + sse.event("", name=SIGNED_OUT_EVENT)
+    )
+
+
 def _signed_out_response() -> Response:
     """No stream for a request without a session, in the form that stops each client retrying."""
     if request.headers.get("HX-Request") != "true":
@@ -68,13 +78,8 @@ def _signed_out_response() -> Response:
         return Response(status=204, headers={"Cache-Control": "no-store", "Vary": "Cookie, HX-Request"})
     # hx-sse reconnects carry HX-Request and would treat 204 (no body) as a failed stream and
     # retry forever; a tiny stream that swaps in a notice and fires hx-sse:close ends it for good.
-    body = (
-        sse.retry(24 * 3600 * 1000)
-        + sse.event(render_template("reminders/_signed_out.html"))
-        + sse.event("", name=SIGNED_OUT_EVENT)
-    )
     return Response(
-        body,
+        _signed_out_events(),
         mimetype="text/event-stream",
         headers={**STREAM_HEADERS, "Cache-Control": "no-store", "Vary": "Cookie, HX-Request"},
     )
@@ -101,6 +106,10 @@ def stream():
     # the headers, since nothing written after them can change the session. The links are the
     # same for every snapshot, so they are built once too.
     links = AreaLinks.from_request()
+    # The login this stream belongs to, checked again whenever the user's channel has news
+    # (events/logins.py); the notice it ends with is rendered now, while there is a request.
+    login_id = current_user.get_id()
+    signed_out = _signed_out_events()
     # The proxy is typed as the Flask app it stands for, which hides its own accessor.
     app = current_app._get_current_object()  # type: ignore[attr-defined]
 
@@ -135,6 +144,17 @@ def stream():
                     log.info("dropping a slow /events client of user %s", user_id)
                     return  # too slow to drain: it resumes with Last-Event-ID
                 news = {channel for channel, _ in batch}
+                if own_channel in news:
+                    # Was the login ended, or the admin flag removed? (A login change wakes here.)
+                    with app.app_context():
+                        verdict = login_verdict(login_id, user_id, channels)
+                    if verdict == SIGNED_OUT:
+                        yield signed_out
+                        return
+                    if verdict == ADMIN_REMOVED:
+                        # Come back at once: the reconnect follows the user's own channel only.
+                        yield sse.retry(random.randint(250, 1500))
+                        return
                 # The id comes from the outbox, not the wake-up, so it is always a committed one.
                 # An app context for this read only: the stream keeps no request context (its
                 # environ, session and loaded User) alive between events.

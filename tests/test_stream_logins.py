@@ -1,0 +1,78 @@
+"""No stream outlives its login (issue 10, item 5), on a real server: an admin whose flag is
+removed loses the admins' channel at once, and the change that does it wakes the user's streams
+wherever they are (events/logins.py). Across workers and hosts: tests/faults/test_stream_logins.py."""
+
+from __future__ import annotations
+
+from webapp.events.logins import announce_login_change
+from webapp.extensions import db
+from webapp.models import OutboxEvent, User, user_channel
+
+from .support import RawStream, Seeder, csrf_token
+
+WAIT = 20.0
+
+
+def remove_admin(seeder: Seeder, actor_id: int, user_id: int) -> None:
+    with seeder.client(actor_id) as client:
+        token = csrf_token(client)
+        response = client.post(f"/admin/admins/{user_id}/remove", headers={"X-CSRFToken": token})
+        assert response.status_code in (200, 303), response.text[:500]
+
+
+def remind(seeder: Seeder, actor_id: int, user_id: int) -> None:
+    with seeder.client(actor_id) as client:
+        token = csrf_token(client)
+        response = client.post(
+            f"/admin/users/{user_id}/remind", headers={"X-CSRFToken": token, "HX-Request": "true"}
+        )
+        assert response.status_code == 200, response.text[:500]
+
+
+def test_losing_admin_rights_ends_the_admins_channel_at_once(make_server):
+    server = make_server(SSE_HEARTBEAT=60, SSE_MAX_LIFETIME=600)
+    seeder = Seeder(server)
+    streams: list[RawStream] = []
+    try:
+        boss = seeder.user("boss@example.com", admin=True)
+        ada = seeder.user("ada@example.com", admin=True, days_ago=8)
+        cookie = seeder.cookie(ada)
+        stream = RawStream(server.port, cookie).connected()
+        streams.append(stream)
+        stream.wait_for(lambda s: "event: weighin:admins" in s.text, "the admins' event")
+
+        remove_admin(seeder, boss, ada)
+        # Long before any heartbeat or lifetime: it ends, asking to come back soon.
+        stream.ended()
+        assert "weighin:signed-out" not in stream.text  # still logged in, only not an admin
+
+        # The reconnect follows Ada's own channel only: a change on both channels brings her
+        # banner, and no admins' event.
+        again = RawStream(server.port, cookie, last_event_id=stream.last_id()).connected()
+        streams.append(again)
+        remind(seeder, boss, ada)
+        again.wait_for(lambda s: 'data-reminder-state="open"' in s.text, "her banner")
+        assert "weighin:admins" not in again.text
+        assert not again.closed
+    finally:
+        for stream in streams:
+            stream.close()
+        seeder.close()
+
+
+def test_an_admin_flag_change_announces_on_the_users_own_channel(app):
+    with app.app_context():
+        user = User(email="ada@example.com", password_hash="x", is_admin=True)
+        db.session.add(user)
+        db.session.commit()
+        before = db.session.scalar(db.select(db.func.count()).select_from(OutboxEvent))
+        user.display_name = "Ada"  # not a login change
+        db.session.commit()
+        assert db.session.scalar(db.select(db.func.count()).select_from(OutboxEvent)) == before
+        user.is_admin = False
+        db.session.commit()
+        rows = db.session.execute(db.select(OutboxEvent.channel, OutboxEvent.kind)).all()
+        assert rows[before:] == [(user_channel(user.id), "login")]
+        announce_login_change(user.id)
+        db.session.commit()
+        assert db.session.scalar(db.select(db.func.count()).select_from(OutboxEvent)) == before + 2
