@@ -76,3 +76,37 @@ def test_an_admin_flag_change_announces_on_the_users_own_channel(app):
         announce_login_change(user.id)
         db.session.commit()
         assert db.session.scalar(db.select(db.func.count()).select_from(OutboxEvent)) == before + 2
+
+
+def test_logging_out_ends_that_logins_streams_and_no_other(make_server):
+    import httpx
+
+    server = make_server(SSE_HEARTBEAT=60, SSE_MAX_LIFETIME=600)
+    seeder = Seeder(server)
+    streams: list[RawStream] = []
+    try:
+        ada = seeder.user("ada@example.com", days_ago=8)
+        here, elsewhere = seeder.cookie(ada), seeder.cookie(ada)  # two browsers, two logins
+        tabs = [RawStream(server.port, here).connected() for _ in range(2)]
+        other_browser = RawStream(server.port, elsewhere).connected()
+        streams = [*tabs, other_browser]
+
+        with httpx.Client(base_url=server.url, timeout=30) as browser:
+            browser.cookies.set("session", here, domain="127.0.0.1")
+            token = csrf_token(browser)
+            response = browser.post("/account/logout", headers={"X-CSRFToken": token})
+            assert response.status_code == 302, response.text[:500]
+
+        # Both tabs of that browser show the signed-out notice and stop for good...
+        for tab in tabs:
+            tab.ended()
+            assert "event: weighin:signed-out" in tab.text
+            assert "You have been logged out" in tab.text
+        # ...while the other browser's login goes on and still gets news.
+        seeder.scan()
+        other_browser.wait_for(lambda s: 'data-reminder-state="open"' in s.text, "the banner")
+        assert not other_browser.closed
+    finally:
+        for stream in streams:
+            stream.close()
+        seeder.close()

@@ -33,3 +33,36 @@ def test_removing_admin_rights_on_one_host_ends_the_admins_stream_on_another(gun
             stream.close()
         seeder.close()
         other.close()
+
+
+def test_a_new_session_version_ends_every_stream_of_the_user_on_every_host(gunicorn):
+    from webapp.accounts.sessions import revoke_all
+    from webapp.extensions import db
+    from webapp.models import User
+
+    host_a = gunicorn("host-a", workers=2, SSE_HEARTBEAT=60)
+    host_b = gunicorn("host-b", workers=1, SSE_HEARTBEAT=60)
+    seeder = Seeder(host_a)
+    streams: list[RawStream] = []
+    try:
+        ada = seeder.user("ada@example.com")
+        bob = seeder.user("bob@example.com", days_ago=8)
+        # Three logins of Ada's (three browsers) on both hosts and both of host A's workers.
+        streams = [RawStream(host.port, seeder.cookie(ada)).connected() for host in (host_a, host_a, host_b)]
+        streams += [RawStream(host_a.port, seeder.cookie(ada)).connected() for _ in range(3)]
+        bystander = RawStream(host_b.port, seeder.cookie(bob)).connected()
+
+        # What log out everywhere, a password change or reset and account deletion do, from
+        # another process (whose memory broker nobody hears: the outbox catch-up carries it).
+        with seeder.app.app_context():
+            revoke_all(db.session.get(User, ada))
+            db.session.commit()
+        for stream in streams:
+            stream.ended()
+            assert "event: weighin:signed-out" in stream.text
+        assert not bystander.closed
+        streams.append(bystander)
+    finally:
+        for stream in streams:
+            stream.close()
+        seeder.close()
