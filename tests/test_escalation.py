@@ -345,7 +345,7 @@ def test_the_reminder_email_speaks_the_users_language(ctx):
     from webapp.reminders.emails import queue_reminder_email
 
     user = db.session.get(User, _user())
-    user.locale = "ko"  # the language setting (issue 15); read with getattr until the column lands
+    user.locale = "ko"  # the Language choice in Settings
     queue_reminder_email(user, None, OPENED + DAY)
     db.session.commit()
     (row,) = _mail()

@@ -136,6 +136,24 @@ def test_the_link_sets_a_new_password_once_and_logs_in(reset_app):
     assert accepted.status_code == 302
 
 
+def test_a_reset_ends_every_other_session_of_the_user(reset_app):
+    elsewhere = reset_app.test_client()
+    login = elsewhere.post(
+        "/account/login", data={"email": "ada@example.com", "password": PASSWORD, "remember": "y"}
+    )
+    assert login.status_code == 302 and elsewhere.get("/dashboard").status_code == 200
+    client = reset_app.test_client()
+    _ask(client, "ada@example.com")
+    assert (
+        client.post(_link(_queued(reset_app)[0].body_text), data={"password": NEW_PASSWORD}).status_code
+        == 302
+    )
+    assert client.get("/dashboard").status_code == 200  # the browser that reset it is logged in
+    # The other browser's session and remember-me cookie stopped working at once.
+    response = elsewhere.get("/dashboard")
+    assert response.status_code == 302 and response.headers["Location"].startswith("/account/login")
+
+
 def test_a_password_changed_another_way_retires_the_link(reset_app):
     client = reset_app.test_client()
     _ask(client, "ada@example.com")

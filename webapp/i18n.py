@@ -86,6 +86,12 @@ def _user_locale() -> str | None:
     return chosen if chosen in LANGUAGES else None
 
 
+def language_of(user) -> str:
+    """The language to write to this user in where no request says (mail): their setting, else English."""
+    chosen = getattr(user, "locale", None)
+    return chosen if chosen in LANGUAGES else DEFAULT_LANGUAGE
+
+
 def select_locale() -> str:
     """Flask-Babel's locale selector: the user's setting, else Accept-Language, else English.
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from flask_babel import force_locale, gettext
 
 from ..extensions import db
-from ..i18n import DEFAULT_LANGUAGE
+from ..i18n import language_of
 from ..mail.links import public_url
 from ..mail.queue import enqueue, render_message
 from ..mail.tokens import EMAIL_CHANGE, BadToken, make_token, read_token
@@ -58,7 +58,7 @@ def address_taken(email: str, user: User) -> bool:
 
 def queue_change_messages(user: User, new_email: str) -> None:
     """The confirmation link to the new address and a notice to the old one; the caller commits."""
-    lang = getattr(user, "locale", None) or DEFAULT_LANGUAGE
+    lang = language_of(user)
     now = utcnow()
     with force_locale(lang):
         context = {

@@ -19,7 +19,7 @@ from flask_babel import force_locale, gettext
 from limits import parse as parse_limit
 
 from ..extensions import db, limiter
-from ..i18n import DEFAULT_LANGUAGE
+from ..i18n import language_of
 from ..mail.links import public_url
 from ..mail.queue import enqueue, render_message
 from ..mail.sender import wake_sender
@@ -118,7 +118,7 @@ def request_reset(email: str) -> Callable[[], None] | None:
 
 def queue_reset_message(user: User) -> None:
     """Queue the reset message for this user, in their language; the caller commits."""
-    lang = getattr(user, "locale", None) or DEFAULT_LANGUAGE
+    lang = language_of(user)
     with force_locale(lang):
         text, html = render_message(
             "password_reset",

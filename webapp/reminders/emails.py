@@ -6,7 +6,7 @@ from datetime import datetime
 
 from flask_babel import force_locale, gettext
 
-from ..i18n import DEFAULT_LANGUAGE
+from ..i18n import language_of
 from ..mail.links import public_url
 from ..mail.queue import enqueue, render_message
 from ..mail.tokens import UNSUBSCRIBE, make_token
@@ -18,7 +18,7 @@ from ..units import format_weight
 def queue_reminder_email(user: User, reminder_id: int, now: datetime) -> None:
     """Queue the reminder's message, in the user's language, in the current transaction (the caller
     commits)."""
-    lang = getattr(user, "locale", None) or DEFAULT_LANGUAGE
+    lang = language_of(user)
     unsubscribe_url = public_url("reminders.unsubscribe", token=make_token(UNSUBSCRIBE, user.id))
     latest = latest_entry(user)
     since = user.last_weight_at or user.created_at
