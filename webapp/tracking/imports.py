@@ -47,8 +47,12 @@ def _expired_before(now: datetime) -> datetime:
 def _delete_pending(condition) -> None:
     ids = db.select(PendingImport.id).where(condition)
     # Rows first: SQLite does not enforce the cascade unless foreign keys are switched on.
-    db.session.execute(sa.delete(PendingImportRow).where(PendingImportRow.import_id.in_(ids)))
-    db.session.execute(sa.delete(PendingImport).where(condition))
+    # No session synchronisation: "fetch" would read back every deleted row's id (100,000 of them).
+    unsynced = {"synchronize_session": False}
+    db.session.execute(
+        sa.delete(PendingImportRow).where(PendingImportRow.import_id.in_(ids)).execution_options(**unsynced)
+    )
+    db.session.execute(sa.delete(PendingImport).where(condition).execution_options(**unsynced))
 
 
 def delete_pending_imports_of(user_id: int) -> None:
@@ -69,7 +73,9 @@ def _classify(pending: PendingImport, user_id: int) -> None:
         WeightEntry.measured_at < row.measured_until,
     )
     mine = row.import_id == pending.id
-    db.session.execute(sa.update(row).where(mine).values(status="new"))
+    db.session.execute(
+        sa.update(row).where(mine).values(status="new").execution_options(synchronize_session=False)
+    )
     steps = [
         ("duplicate", sa.exists().where(same_second_earlier, earlier.mass_g == row.mass_g)),
         ("conflict", sa.exists().where(same_second_earlier)),
