@@ -75,6 +75,9 @@ ANONYMOUS_ROUTES = [
     ("post", "/account/delete"),
     ("get", "/account/email"),
     ("post", "/account/email"),
+    ("get", "/account/password"),
+    ("post", "/account/password"),
+    ("post", "/account/logout-everywhere"),
 ]
 
 

@@ -1,4 +1,5 @@
-"""The user's own data and account: download everything, delete the account, change the email."""
+"""The user's own data and account: download everything, delete the account, change the email
+or the password, log out everywhere."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from ..mail.sender import wake_sender
 from ..timeutil import get_zone, utcnow
 from . import deletion, email_change
 from .export import export_document
-from .forms import ChangeEmailForm, ConfirmForm, DeleteAccountForm
-from .views import bp
+from .forms import ChangeEmailForm, ChangePasswordForm, ConfirmForm, DeleteAccountForm
+from .sessions import revoke_all
+from .views import bp, log_in
 
 
 @bp.get("/export.json")
@@ -118,3 +120,39 @@ def confirm_email(token: str):
     return render_template(
         "accounts/confirm_email.html", form=form, token=token, change=change, error=error
     ), (422 if error else 200)
+
+
+def _keep_this_login_only(user) -> None:
+    """End every login of the user, then log this browser back in: "every other session" ends."""
+    revoke_all(user)
+    db.session.commit()
+    log_in(user)
+
+
+@bp.route("/password", methods=["GET", "POST"])
+@login_required
+def change_password():
+    """Current password, a new one twice; every other browser of the user is logged out."""
+    user = current_user._get_current_object()
+    form = ChangePasswordForm()
+    if form.validate_on_submit():
+        if not user.check_password(form.current_password.data):
+            form.current_password.errors.append(_("That password is not right."))
+        elif form.password.data == form.current_password.data:
+            form.password.errors.append(_("Choose a password other than your current one."))
+        else:
+            user.set_password(form.password.data)
+            _keep_this_login_only(user)
+            flash(_("Your password is changed. Every other browser has been logged out."), "success")
+            return redirect(url_for("accounts.settings"))
+    status = 422 if form.errors else 200
+    return render_template("accounts/change_password.html", form=form), status
+
+
+@bp.post("/logout-everywhere")
+@login_required
+def logout_everywhere():
+    """Log out every other browser and remember-me cookie of the user, at once."""
+    _keep_this_login_only(current_user._get_current_object())
+    flash(_("Every other browser has been logged out."), "success")
+    return redirect(url_for("accounts.settings"))

@@ -8,7 +8,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, PasswordField, SelectChoice, SelectField, StringField
-from wtforms.validators import DataRequired, Length, ValidationError
+from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
 
 from ..i18n import LANGUAGE_NAMES, zone_from_accept_language
 from ..reminders.lifecycle import REMIND_AFTER_CHOICES, SITE_DEFAULT_DAYS
@@ -247,3 +247,23 @@ class ChangeEmailForm(FlaskForm):
 
 class ConfirmForm(FlaskForm):
     """A button and its CSRF token: following a link in a message must not change anything alone."""
+
+
+class ChangePasswordForm(FlaskForm):
+    current_password = PasswordField(
+        _l("Current password"),
+        validators=[
+            DataRequired(_l("Enter your current password.")),
+            Length(max=MAX_PASSWORD_LENGTH, message=_l("That password is not right.")),
+        ],
+    )
+    password = PasswordField(
+        _l("New password"), validators=[DataRequired(_l("Choose a new password.")), _check_password_length]
+    )
+    confirm = PasswordField(
+        _l("Confirm new password"),
+        validators=[
+            DataRequired(_l("Type the new password again.")),
+            EqualTo("password", message=_l("The two new passwords are not the same.")),
+        ],
+    )
