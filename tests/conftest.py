@@ -14,6 +14,7 @@ from webapp.models import User
 
 from .support import (
     PG_ADMIN_URL,
+    Seeder,
     ServerProcess,
     build_app,
     flask_cli,
@@ -106,6 +107,33 @@ def make_server(tmp_path):
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def server(make_server):
+    """One embedded server with a quick heartbeat; a module overrides this for other settings."""
+    return make_server(SSE_HEARTBEAT=1, SSE_MAX_LIFETIME=600)
+
+
+@pytest.fixture
+def make_seeder():
+    """Seeders (users and session cookies written straight into a server's database), closed at teardown."""
+    seeders: list[Seeder] = []
+
+    def make(server) -> Seeder:
+        seeder = Seeder(server)
+        seeders.append(seeder)
+        return seeder
+
+    yield make
+    for seeder in seeders:
+        seeder.close()
+
+
+@pytest.fixture
+def seeder(server, make_seeder):
+    """A seeder for the `server` fixture's database."""
+    return make_seeder(server)
 
 
 @pytest.fixture

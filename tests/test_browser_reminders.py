@@ -7,7 +7,7 @@ import time
 import httpx
 import pytest
 
-from .test_events_protocol import Seeder
+from .support import Seeder
 
 pytestmark = pytest.mark.browser
 
@@ -19,13 +19,6 @@ RECONNECT = 20_000  # ms: hx-sse backs off 0.5, 1, 2, 4, 8 s (with jitter) while
 @pytest.fixture
 def server(make_server):
     return make_server(SSE_HEARTBEAT=2)
-
-
-@pytest.fixture
-def seeder(server):
-    seeder = Seeder(server)
-    yield seeder
-    seeder.close()
 
 
 @pytest.fixture

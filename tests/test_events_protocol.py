@@ -24,18 +24,6 @@ from .support import Seeder, ServerProcess, csrf_token, flask_cli, server_env
 GENEROUS = 5.0  # seconds: a bound for "at once" that a busy two-core machine still meets
 
 
-@pytest.fixture
-def server(make_server):
-    return make_server(SSE_HEARTBEAT=1, SSE_MAX_LIFETIME=600)
-
-
-@pytest.fixture
-def seeder(server):
-    seeder = Seeder(server)
-    yield seeder
-    seeder.close()
-
-
 class Reader(threading.Thread):
     """Reads one stream's events in the background, until told to stop."""
 
@@ -229,10 +217,8 @@ def pg_server(make_server, empty_postgres):
 
 
 @pytest.fixture
-def pg_seeder(pg_server):
-    seeder = Seeder(pg_server)
-    yield seeder
-    seeder.close()
+def pg_seeder(pg_server, make_seeder):
+    return make_seeder(pg_server)
 
 
 @contextmanager
