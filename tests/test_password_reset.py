@@ -231,3 +231,30 @@ def test_the_reset_message_arrives_through_a_real_smtp_server(tmp_path, smtp_ser
     assert link in html and "<img" not in html
     assert urlsplit(link).path.startswith("/account/reset/")
     assert client.post(link, data={"password": NEW_PASSWORD}).status_code == 302
+
+
+# -- authorization: the mail-link routes need no login, and a login changes nothing -------------
+
+LINK_ROUTES = [
+    ("get", "/account/forgot", 200),
+    ("post", "/account/forgot", 422),  # no address given
+    ("get", "/account/reset/not-a-token", 400),
+    ("post", "/account/reset/not-a-token", 400),
+    ("get", "/reminders/unsubscribe/not-a-token", 400),
+    ("post", "/reminders/unsubscribe/not-a-token", 400),
+]
+
+
+@pytest.mark.parametrize("role", ["anonymous", "user", "admin"])
+@pytest.mark.parametrize(("method", "url", "status"), LINK_ROUTES)
+def test_mail_link_routes_answer_everyone_alike(reset_app, role, method, url, status):
+    client = reset_app.test_client()
+    if role != "anonymous":
+        with reset_app.app_context():
+            user = db.session.scalars(sa.select(User)).one()
+            user.is_admin = role == "admin"
+            db.session.commit()
+        client.post("/account/login", data={"email": "ada@example.com", "password": PASSWORD})
+    response = getattr(client, method)(url)
+    assert response.status_code == status
+    assert "Traceback" not in response.text
