@@ -143,3 +143,28 @@ def test_language_setting_switches_the_pages(client, auth, app):
     assert "설정을 저장했습니다." in html
     bad = client.post("/account/settings", data={"unit": "kg", "timezone": "UTC", "locale": "xx"})
     assert bad.status_code == 422
+
+
+def _korean_user(client, auth, app):
+    client.post(
+        "/account/signup",
+        data={"email": "min@example.com", "password": "correct horse", "timezone": "Asia/Seoul"},
+        headers={"Accept-Language": KOREAN_BROWSER},
+    )
+
+
+def test_dashboard_speaks_korean_with_korean_dates(client, auth, app):
+    _korean_user(client, auth, app)
+    empty = client.get("/dashboard").get_data(as_text=True)
+    assert "체중 기록하기" in empty
+    assert "아직 기록이 없습니다." in empty
+    bad = client.post("/entries", data={"weight": "-3"})
+    assert bad.status_code == 422
+    assert "체중은 음수일 수 없습니다." in bad.get_data(as_text=True)
+    saved = client.post(
+        "/entries", data={"weight": "72,5", "measured_at": "2026-12-02T07:00"}, follow_redirects=True
+    )
+    html = saved.get_data(as_text=True)
+    assert "기록했습니다: 72.50 kg" in html
+    assert "12월 2일 07:00" in html  # the entry's time in the table, in Korean order
+    assert "Latest" not in html and "Recent entries" not in html

@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
+from flask_babel import gettext as _
+
 GRAMS_PER_KG = Decimal(1000)
 GRAMS_PER_LB = Decimal("453.59237")  # the international avoirdupois pound, exactly
 UNITS = ("kg", "lb")
@@ -44,26 +46,28 @@ def parse_weight(text: str | None, unit: str) -> int:
     _check_unit(unit)
     value = (text or "").strip()
     if not value:
-        raise WeightError("Enter a weight.")
+        raise WeightError(_("Enter a weight."))
     if len(value) > MAX_INPUT_LENGTH:
-        raise WeightError("Enter the weight as a plain number, such as 72.5.")
+        raise WeightError(_("Enter the weight as a plain number, such as 72.5."))
     if _NEGATIVE_NUMBER.fullmatch(value):
-        raise WeightError("A weight cannot be negative.")
+        raise WeightError(_("A weight cannot be negative."))
     match = _PLAIN_NUMBER.fullmatch(value)
     if match is None:
-        raise WeightError("Enter the weight as a plain number, such as 72.5.")
+        raise WeightError(_("Enter the weight as a plain number, such as 72.5."))
     whole, fraction = match.group(1), match.group(2) or ""
     if len(fraction) > 2:
-        raise WeightError("Use at most two decimal places.")
+        raise WeightError(_("Use at most two decimal places."))
     try:
         number = Decimal(f"{whole}.{fraction or '0'}")
     except InvalidOperation:  # the pattern makes this unreachable; kept so no input can raise
-        raise WeightError("Enter the weight as a plain number, such as 72.5.") from None
+        raise WeightError(_("Enter the weight as a plain number, such as 72.5.")) from None
     if number == 0:
-        raise WeightError("A weight must be more than zero.")
+        raise WeightError(_("A weight must be more than zero."))
     low, high = BOUNDS[unit]
     if not low <= number <= high:
-        raise WeightError(f"Enter a weight between {low} and {high} {unit}.")
+        raise WeightError(
+            _("Enter a weight between %(low)s and %(high)s %(unit)s.", low=low, high=high, unit=unit)
+        )
     return to_grams(number, unit)
 
 

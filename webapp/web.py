@@ -8,6 +8,7 @@ from flask import Blueprint, Flask, Request, current_app, has_app_context, rende
 from sqlalchemy import text
 
 from .extensions import db
+from .formatting import format_day, format_day_time
 
 health_bp = Blueprint("health", __name__)
 
@@ -102,9 +103,7 @@ def format_local_date(value, zone) -> str:
     from .timeutil import in_current_year
 
     local = value.astimezone(zone)
-    if in_current_year(local, zone):
-        return f"{local.day} {local:%b}"
-    return f"{local.day} {local:%b %Y}"
+    return format_day(local.date(), with_year=not in_current_year(local, zone))
 
 
 def local_date(value) -> str:
@@ -118,11 +117,16 @@ def local_datetime(value) -> str:
     """A date and time in the viewer's time zone."""
     if value is None:
         return ""
-    local = value.astimezone(_user_zone())
-    return f"{local.day} {local:%b %Y, %H:%M}"
+    return format_day_time(value.astimezone(_user_zone()))
+
+
+def month_day_year(value) -> str:
+    """The template filter: a calendar day with its year, e.g. '2 Dec 2026' or '2026년 12월 2일'."""
+    return format_day(value) if value is not None else ""
 
 
 def register_template_helpers(app: Flask) -> None:
+    app.add_template_filter(month_day_year, "month_day_year")
     app.add_template_filter(local_date, "local_date")
     app.add_template_filter(local_datetime, "local_datetime")
 

@@ -4,6 +4,7 @@ from flask import Flask
 from flask_login import current_user
 from jinja2 import pass_context
 
+from ..formatting import format_day_time
 from ..timeutil import get_zone, in_current_year
 from ..units import format_change, format_weight, input_value
 from .views import bp
@@ -56,8 +57,7 @@ def entry_when_filter(context, moment) -> str:
     user = _viewer(context)
     zone = get_zone(user.timezone if user is not None else "UTC")
     local = moment.astimezone(zone)
-    year = "" if in_current_year(local, zone) else f" {local.year}"
-    return f"{local.day} {local:%b}{year}, {local:%H:%M}"
+    return format_day_time(local, with_year=not in_current_year(local, zone))
 
 
 def init_app(app: Flask) -> None:

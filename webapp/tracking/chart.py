@@ -11,8 +11,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
+from flask_babel import gettext as _
+from flask_babel import ngettext
 from markupsafe import Markup
 
+from ..formatting import format_day
 from ..units import format_weight, from_grams
 from .trend import DayPoint
 
@@ -66,7 +69,7 @@ class Chart:
         """
         return Markup(
             "\n      ".join(
-                f'<tr><td>{day.day} {day:%b %Y}</td><td class="num">{weight}</td><td class="num">{trend}</td></tr>'
+                f'<tr><td>{format_day(day)}</td><td class="num">{weight}</td><td class="num">{trend}</td></tr>'
                 for day, weight, trend in self.rows
             )
         )
@@ -81,14 +84,14 @@ def _nice_step(span: float, ticks: int = 5) -> float:
 
 
 def _day_label(day: date) -> str:
-    return f"{day.day} {day:%b}"
+    return format_day(day, with_year=False)
 
 
 def build_chart(points: Sequence[DayPoint], target_g: int | None, unit: str, days: int = CHART_DAYS) -> Chart:
     """Lay out the last `days` days of points (and the goal) on the chart, in the user's unit."""
     chart = Chart()
     if not points:
-        chart.description = "No weights logged yet."
+        chart.description = _("No weights logged yet.")
         return chart
     last_day = points[-1].day
     shown = [p for p in points if (last_day - p.day).days <= days]
@@ -128,7 +131,7 @@ def build_chart(points: Sequence[DayPoint], target_g: int | None, unit: str, day
     chart.trend_line = " ".join(line)
     if target_g is not None:
         chart.goal_y = y_of(from_grams(target_g, unit))
-        chart.goal_label = f"Goal {format_weight(target_g, unit)}"
+        chart.goal_label = _("Goal %(weight)s", weight=format_weight(target_g, unit))
 
     tick_count = round((high - low) / step)
     decimals = 1 if step < 1 else 0
@@ -151,12 +154,21 @@ def build_chart(points: Sequence[DayPoint], target_g: int | None, unit: str, day
         (p.day, f"{weight:.1f} {unit}", f"{trend:.1f} {unit}")
         for p, weight, trend in zip(reversed(shown), reversed(weights), reversed(trends), strict=True)
     ]
+    lightest, heaviest = f"{min(weights):.1f} {unit}", f"{max(weights):.1f} {unit}"
+    trend_now = f"{trends[-1]:.1f} {unit}"
     parts = [
-        f"{len(shown)} day{'s' if len(shown) != 1 else ''} of weights from {_day_label(first_day)} to "
-        f"{_day_label(last_day)}, between {min(weights):.1f} {unit} and {max(weights):.1f} {unit}.",
-        f"Trend now {trends[-1]:.1f} {unit}.",
+        ngettext(
+            "%(num)d day of weights from %(first)s to %(last)s, between %(low)s and %(high)s.",
+            "%(num)d days of weights from %(first)s to %(last)s, between %(low)s and %(high)s.",
+            len(shown),
+            first=_day_label(first_day),
+            last=_day_label(last_day),
+            low=lightest,
+            high=heaviest,
+        ),
+        _("Trend now %(weight)s.", weight=trend_now),
     ]
     if target_g is not None:
-        parts.append(f"Goal {format_weight(target_g, unit)}.")
+        parts.append(_("Goal %(weight)s.", weight=format_weight(target_g, unit)))
     chart.description = " ".join(parts)
     return chart

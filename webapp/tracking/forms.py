@@ -39,7 +39,7 @@ def parse_local(text: str | None, zone: tzinfo, now: datetime) -> datetime:
     """A date and time typed in `zone` as an aware UTC datetime; raises ValidationError with the message."""
     value = (text or "").strip()
     if not value:
-        raise ValidationError("Enter the date and time.")
+        raise ValidationError(_("Enter the date and time."))
     for fmt in LOCAL_FORMATS:
         try:
             naive = datetime.strptime(value, fmt)
@@ -47,13 +47,13 @@ def parse_local(text: str | None, zone: tzinfo, now: datetime) -> datetime:
         except ValueError:
             continue
     else:
-        raise ValidationError("Enter a date and time such as 2025-03-01 07:30.")
+        raise ValidationError(_("Enter a date and time such as 2025-03-01 07:30."))
     if naive.year < EARLIEST_YEAR:
-        raise ValidationError(f"Enter a date from {EARLIEST_YEAR} on.")
+        raise ValidationError(_("Enter a date from %(year)d on.", year=EARLIEST_YEAR))
     moment = naive.replace(tzinfo=zone)
     # The field only shows minutes, so anything within the current minute is "now", not the future.
     if moment > now.replace(second=59, microsecond=999999):
-        raise ValidationError("That date and time is in the future.")
+        raise ValidationError(_("That date and time is in the future."))
     return moment.astimezone(UTC)
 
 
@@ -72,15 +72,15 @@ class _UserForm(FlaskForm):
 
 
 class EntryForm(_UserForm):
-    weight = StringField("Weight", filters=[_strip])
-    measured_at = StringField("Date and time", widget=DateTimeLocalInput(), filters=[_strip])
+    weight = StringField(_l("Weight"), filters=[_strip])
+    measured_at = StringField(_l("Date and time"), widget=DateTimeLocalInput(), filters=[_strip])
     # The value the form was rendered with: an untouched field means "now", even if the page
     # stood open for hours before the weight was typed in.
     measured_at_default = HiddenField()
     note = StringField(
-        "Note (optional)",
+        _l("Note (optional)"),
         filters=[_strip],
-        validators=[Length(max=500, message="Keep the note to 500 characters or fewer.")],
+        validators=[Length(max=500, message=_l("Keep the note to 500 characters or fewer."))],
     )
     # The moment in UTC, set by validation like grams.
     measured_at_utc: datetime
@@ -100,7 +100,7 @@ class EntryForm(_UserForm):
     def validate_note(self, field):
         # PostgreSQL refuses NUL in text, and other control characters are never typed on purpose.
         if field.data and _CONTROL_CHARACTERS.search(field.data):
-            raise ValidationError("Remove the control characters from the note.")
+            raise ValidationError(_("Remove the control characters from the note."))
 
     def validate_measured_at(self, field):
         if field.data and field.data == self.measured_at_default.data:
@@ -110,7 +110,7 @@ class EntryForm(_UserForm):
 
 
 class GoalForm(_UserForm):
-    target = StringField("Goal weight", filters=[_strip])
+    target = StringField(_l("Goal weight"), filters=[_strip])
 
     def validate_target(self, field):
         try:

@@ -122,7 +122,7 @@ def add_entry():
     db.session.add(entry)
     record_weight_logged(user, now)  # same transaction: the clock, the reminder and the outbox
     db.session.commit()
-    message = f"Logged {format_weight(entry.mass_g, user.unit, places=2)}."
+    message = _("Logged %(weight)s.", weight=format_weight(entry.mass_g, user.unit, places=2))
     if is_htmx():
         return render_page_or_fragment(
             "tracking/dashboard.html",
@@ -166,7 +166,7 @@ def edit_entry(entry_id: int):
         entry.note = form.note.data or ""
         entry.updated_at = utcnow()
         db.session.commit()
-        flash("Entry updated.", "success")
+        flash(_("Entry updated."), "success")
         return redirect(url_for("tracking.history"))
     status = 422 if form.errors else 200
     return render_template("tracking/edit.html", form=form, entry=entry), status
@@ -180,7 +180,7 @@ def delete_entry(entry_id: int):
     if request.method == "POST":
         db.session.delete(entry)
         db.session.commit()
-        flash("Entry deleted.", "success")
+        flash(_("Entry deleted."), "success")
         return redirect(url_for("tracking.history"))
     return render_template("tracking/delete.html", entry=entry)
 
@@ -203,7 +203,7 @@ def goal():
         db.session.add(GoalChange(user_id=user.id, target_g=form.grams, start_g=start, created_at=now))
         record_goal_changed(user, now)
         db.session.commit()
-        flash(f"Goal set to {format_weight(form.grams, user.unit, places=2)}.", "success")
+        flash(_("Goal set to %(weight)s.", weight=format_weight(form.grams, user.unit, places=2)), "success")
         return redirect(url_for("tracking.dashboard"))
     history = goal_history(user.id, GOAL_HISTORY)
     status = 422 if form.errors else 200

@@ -1,0 +1,35 @@
+"""Dates and times as the reader's language writes them, through Babel.
+
+English keeps the app's day-first style ("2 Dec 2026, 05:20"); other languages use their own
+CLDR pattern for the same fields (Korean "2026년 12월 2일 05:20"). Times are always 24-hour.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from babel.dates import format_skeleton
+from flask_babel import get_locale
+
+# The app's English is day-first, as British English writes dates.
+_ENGLISH_DATES = "en_GB"
+
+
+def _date_locale() -> str:
+    locale = get_locale()
+    if locale is None or locale.language == "en":
+        return _ENGLISH_DATES
+    return str(locale)
+
+
+def format_day(value: date, with_year: bool = True) -> str:
+    """A calendar day, e.g. '2 Dec 2026' / '2026년 12월 2일', or without the year '2 Dec' / '12월 2일'."""
+    return format_skeleton("yMMMd" if with_year else "MMMd", value, locale=_date_locale())
+
+
+def format_day_time(value: datetime, with_year: bool = True) -> str:
+    """A day and a 24-hour time, e.g. '2 Dec 2026, 05:20' / '2026년 12월 2일 05:20'."""
+    locale = _date_locale()
+    day = format_day(value, with_year)
+    clock = format_skeleton("Hm", value, locale=locale)
+    return f"{day}, {clock}" if locale == _ENGLISH_DATES else f"{day} {clock}"
