@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-# The test suite's helpers for ports, shared rather than written twice.
-from tests.support import free_port, stop_process_group, wait_for_port  # noqa: E402,F401
+# Ports, process groups and logins, shared with the tests through webapp.testing (not the test package).
+from webapp.testing import free_port, session_cookie, stop_process_group, wait_for_port  # noqa: E402,F401
 
 BENCH_SECRET = "bench-secret-key-0123456789abcdef"
 PG_ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -185,20 +185,6 @@ def make_app(database_url: str, broker_url: str = "memory://", **extra):
     if migrated.returncode != 0:
         raise RuntimeError(f"flask db upgrade failed:\n{migrated.stdout}\n{migrated.stderr}")
     return app
-
-
-def session_cookie(app, user_id: int) -> str:
-    """A session cookie value for a new login of this user (its row committed), signed with the app's key."""
-    from webapp.accounts.sessions import start_session
-    from webapp.extensions import db
-    from webapp.models import User
-
-    with app.app_context():
-        session_id = start_session(db.session.get_one(User, user_id))
-        db.session.commit()
-        db.session.remove()
-    serializer = app.session_interface.get_signing_serializer(app)
-    return serializer.dumps({"_user_id": session_id, "_fresh": True})
 
 
 def _user_rows(first_id: int, count: int, now: datetime, inactive_fraction: float, after_days: int, rng):

@@ -24,7 +24,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from bench.common import bulk_users, drop_scratch, machine, make_app, scratch_database
-from tests.support import SmtpServer
+from webapp.testing import SmtpServer
 
 
 def _median_ms(fn, repeat: int) -> float:

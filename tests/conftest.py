@@ -183,7 +183,7 @@ def browser():
 @pytest.fixture
 def smtp_server(tmp_path):
     """A real SMTP server (aiosmtpd in a subprocess) on a free port; stopped at teardown."""
-    from .support import SmtpServer
+    from webapp.testing import SmtpServer
 
     folder = tmp_path / "smtp"
     folder.mkdir()

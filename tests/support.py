@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -16,13 +15,18 @@ from pathlib import Path
 import httpx
 import pytest
 from flask import Flask
-from flask.sessions import SecureCookieSessionInterface
 from flask.testing import FlaskClient
 
 from webapp import create_app
-from webapp.accounts.sessions import start_session
 from webapp.extensions import db
 from webapp.models import User
+from webapp.testing import (
+    free_port,
+    login_session_id,
+    session_cookie,
+    stop_process_group,
+    wait_for_port,
+)
 from webapp.timeutil import utcnow
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,37 +89,6 @@ def translations_script(*args: str) -> None:
     """Run scripts/translations with this interpreter's pybabel (compile, extract FILE...)."""
     env = {**os.environ, "PYBABEL": str(Path(sys.executable).parent / "pybabel")}
     subprocess.run([str(ROOT / "scripts" / "translations"), *args], env=env, check=True, timeout=60)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 20.0, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode} before listening on {port}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listened on port {port} within {timeout} s")
-
-
-def stop_process_group(proc: subprocess.Popen | None, grace: float = 10.0) -> None:
-    """SIGTERM a subprocess started with start_new_session=True and its children; SIGKILL after grace."""
-    if proc is None or proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
 
 
 def flask_cli(
@@ -381,15 +354,6 @@ class PostgresServer:
 # -- logging in without the login page ---------------------------------------------------------
 
 
-def login_session_id(app: Flask, user_id: int) -> str:
-    """What Flask-Login keeps in the cookies for a new login of this user (its row is committed)."""
-    with app.app_context():
-        session_id = start_session(db.session.get_one(User, user_id))
-        db.session.commit()
-        db.session.remove()
-        return session_id
-
-
 def log_in_client(client: FlaskClient, app: Flask, user_id: int) -> None:
     """Give a Flask test client the session of a new login of this user."""
     session_id = login_session_id(app, user_id)
@@ -446,15 +410,6 @@ class Seeder:
             db.engine.dispose()
 
 
-def session_cookie(app: Flask, user_id: int) -> str:
-    """A session cookie value for a new login of this user (its row committed), signed with the app's key."""
-    interface = app.session_interface
-    assert isinstance(interface, SecureCookieSessionInterface), "the app keeps Flask's signed-cookie sessions"
-    serializer = interface.get_signing_serializer(app)
-    assert serializer is not None, "the app has a SECRET_KEY"
-    return serializer.dumps({"_user_id": login_session_id(app, user_id), "_fresh": True})
-
-
 class RawStream:
     """One GET /events on its own socket, read by a thread, as a browser tab holds it (with
     hx-sse's HX-Request header unless htmx=False); `text` is everything it received so far."""
@@ -509,58 +464,3 @@ def csrf_token(client: httpx.Client) -> str:
     """The CSRF token a page of the app carries (and the session cookie now holds)."""
     page = client.get("/account/settings").text
     return re.search(r'"X-CSRFToken": "([^"]+)"', page).group(1)
-
-
-class SmtpServer:
-    """A real SMTP server (aiosmtpd, tests/smtp_sink.py) on a free port; read what it received."""
-
-    def __init__(self, folder: Path, port: int | None = None, auth: str = "", die_after: int = 0):
-        self.port = port or free_port()
-        self.folder = folder
-        self.auth = auth
-        self.die_after = die_after
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        credentials = f"{self.auth}@" if self.auth else ""
-        return f"smtp://{credentials}127.0.0.1:{self.port}"
-
-    def start(self) -> SmtpServer:
-        command = [sys.executable, str(ROOT / "tests" / "smtp_sink.py"), "--port", str(self.port)]
-        command += ["--folder", str(self.folder)] + (["--auth", self.auth] if self.auth else [])
-        command += ["--die-after", str(self.die_after)] if self.die_after else []
-        with open(self.folder.parent / f"smtp-{self.port}.log", "ab") as log:
-            self.proc = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        wait_for_port(self.port, proc=self.proc)
-        return self
-
-    def kill(self) -> None:
-        """Stop at once, as a crashed server does."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        stop_process_group(self.proc, grace=5)
-
-    def messages(self) -> list:
-        """Every message received so far, oldest first, parsed by the standard email package."""
-        from email import policy
-        from email.parser import BytesParser
-
-        parser = BytesParser(policy=policy.default)
-        return [parser.parsebytes(path.read_bytes()) for path in sorted(self.folder.glob("*.eml"))]
-
-    def wait_for_messages(self, count: int, timeout: float = 30.0) -> list:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = self.messages()
-            if len(found) >= count:
-                return found
-            time.sleep(0.1)
-        raise AssertionError(
-            f"the SMTP server got {len(self.messages())} message(s), not {count}, in {timeout} s"
-        )

@@ -13,8 +13,9 @@ from webapp.config import ConfigError, load_config, mail_settings
 from webapp.extensions import db
 from webapp.mail.queue import LEASE, enqueue, retry_delay, send_due
 from webapp.models import QueuedMail
+from webapp.testing import SmtpServer
 
-from .support import SmtpServer, build_app, flask_cli, free_port, server_env
+from .support import build_app, flask_cli, free_port, server_env
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 

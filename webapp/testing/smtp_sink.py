@@ -1,7 +1,7 @@
 """A real SMTP server for the tests (aiosmtpd), run as a subprocess: each message it accepts
 becomes one file in a folder, written before the server answers 250.
 
-    python tests/smtp_sink.py --port 2525 --folder /tmp/mail [--auth user:password] [--die-after N]
+    python webapp/testing/smtp_sink.py --port 2525 --folder /tmp/mail [--auth user:password] [--die-after N]
 
 --die-after N makes it crash (exit at once, nothing saved, no reply) while receiving the message
 after the N-th: a mail server that dies in the middle of a queue.
