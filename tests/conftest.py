@@ -23,6 +23,26 @@ from .support import (
     unavailable,
 )
 
+# Fixtures that reach PostgreSQL or Redis (or start a private redis-server). A test that uses one,
+# even through another fixture, gets the `services` marker, so `-m "not services"` runs with
+# neither server; a test that connects on its own carries the marker itself.
+SERVICE_FIXTURES = {
+    "empty_postgres",
+    "postgres_url",
+    "pg_template",
+    "scratch_database",
+    "pg_url",
+    "redis_server",
+    "private_redis",
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.services)
+
 
 @pytest.fixture(scope="session", autouse=True)
 def compiled_translations():

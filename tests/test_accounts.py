@@ -346,6 +346,7 @@ def test_an_app_without_limits_does_not_switch_them_off_for_the_next_app(tmp_pat
             db.engine.dispose()
 
 
+@pytest.mark.services
 def test_failed_logins_share_redis_when_the_broker_is_redis(tmp_path, monkeypatch):
     """With BROKER_URL=redis://, failed logins are counted in that Redis, so workers share the count."""
     import redis
