@@ -18,17 +18,18 @@ from flask import current_app, request
 from flask_babel import force_locale, gettext
 from limits import parse as parse_limit
 
-from ..extensions import db, limiter
+from ..extensions import db
 from ..i18n import language_of
 from ..mail.links import public_url
 from ..mail.queue import enqueue, render_message
 from ..mail.sender import wake_sender
 from ..mail.tokens import PASSWORD_RESET, BadToken, make_token, read_token
-
-__all__ = ["BadToken", "make_reset_token", "request_reset", "reset_password", "user_for_token"]
 from ..models import User
 from ..timeutil import utcnow
 from .queries import user_by_email
+from .throttle import limiter_strategy
+
+__all__ = ["BadToken", "make_reset_token", "request_reset", "reset_password", "user_for_token"]
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def user_for_token(token: str) -> User:
 
 def _allowed(email: str) -> bool:
     """Count this request against the typed address and the client; False once either is over."""
-    strategy = limiter.limiter if limiter.enabled else None
+    strategy = limiter_strategy()
     if strategy is None:
         return True
     client = request.remote_addr or "unknown"

@@ -24,7 +24,8 @@ _NAMESPACE = "failed-login"
 _EXTENSION = "weighin_login_throttle"
 
 
-def _strategy() -> RateLimiter | None:
+def limiter_strategy() -> RateLimiter | None:
+    """This app's Flask-Limiter strategy (None when rate limits are off); password resets count here too."""
     return current_app.extensions.get(_EXTENSION)
 
 
@@ -35,7 +36,7 @@ def _limits(email: str):
 
 def blocked_minutes(email: str) -> int | None:
     """Whole minutes until this account or address may try again, or None if it may try now."""
-    strategy = _strategy()
+    strategy = limiter_strategy()
     if strategy is None:
         return None
     try:
@@ -51,7 +52,7 @@ def blocked_minutes(email: str) -> int | None:
 
 def count_failure(email: str) -> None:
     """Count one failed login against the account and the address."""
-    strategy = _strategy()
+    strategy = limiter_strategy()
     if strategy is None:
         return
     try:
@@ -63,7 +64,7 @@ def count_failure(email: str) -> None:
 
 def forget_failures(email: str) -> None:
     """A successful login clears the account's count (the address keeps its own)."""
-    strategy = _strategy()
+    strategy = limiter_strategy()
     if strategy is None:
         return
     try:
