@@ -5,6 +5,7 @@ and worker count also follow WEB_BIND and WEB_WORKERS. See docs/DEPLOY.md.
 """
 
 import os
+from pathlib import Path
 
 # gevent: one greenlet per connection, so an idle SSE stream costs a socket and a little
 # memory, not a thread. gunicorn's gevent worker patches the standard library itself.
@@ -44,6 +45,10 @@ if os.environ.get("WEB_CONTROL_SOCKET", "").strip():
 else:
     control_socket_disable = True
 
+# Where each worker says it is ready (worker-<pid>), for scripts/rolling-restart, the reload of
+# the systemd unit (docs/DEPLOY.md): /run/weighin there, from RuntimeDirectory=. Unset: no files.
+READY_DIR = os.environ.get("WEB_READY_DIR", "").strip()
+
 accesslog = os.environ.get("WEB_ACCESS_LOG") or None
 errorlog = "-"
 loglevel = os.environ.get("WEB_LOG_LEVEL", "info")
@@ -81,6 +86,12 @@ def post_worker_init(worker) -> None:
     start_background_work(worker.wsgi)
     # SIGTERM only clears worker.alive (no hook runs), so a greenlet watches for it.
     gevent.spawn(_close_streams_on_exit, worker)
+    # The app is loaded and this worker accepts next: scripts/rolling-restart waits for this.
+    if READY_DIR:
+        try:
+            Path(READY_DIR, f"worker-{worker.pid}").touch()
+        except OSError:
+            worker.log.exception("cannot write the readiness file in WEB_READY_DIR=%s", READY_DIR)
 
 
 def worker_int(worker) -> None:
@@ -92,6 +103,8 @@ def worker_int(worker) -> None:
 
 def worker_exit(server, worker) -> None:
     """Release the broker's Redis connections and this worker's stream-count key."""
+    if READY_DIR:
+        Path(READY_DIR, f"worker-{worker.pid}").unlink(missing_ok=True)
     broker = _broker_of(worker)
     if broker is not None:
         try:
