@@ -15,7 +15,7 @@ from webapp.models import ADMINS_CHANNEL, OutboxEvent, Reminder, User, user_chan
 from webapp.reminders import lifecycle
 from webapp.timeutil import utcnow
 
-from .support import FAST_HASH, TEST_SECRET, add_user, log_in_client
+from .support import FAST_HASH, TEST_SECRET, add_user, build_app, log_in_client
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -103,21 +103,35 @@ def test_scan_survives_an_open_reminder_whose_clock_still_runs(app):
         assert db.session.get(User, odd.id).reminder_clock is None
 
 
-def test_scan_reads_only_due_users_through_the_index(app):
+def _plan(statement, explain: str) -> str:
+    """The database's plan for a statement, as one string."""
+    sql = str(statement.compile(db.engine, compile_kwargs={"literal_binds": True}))
+    return " ".join(str(row) for row in db.session.execute(sa.text(explain + sql)))
+
+
+def test_scan_claims_only_due_users_through_the_index(app):
+    """The UPDATE the scan really runs, not just the select inside it."""
     with app.app_context():
-        query = lifecycle.due_users_query(T0, 7)
-        plan = " ".join(
-            str(row)
-            for row in db.session.execute(
-                sa.text(
-                    "EXPLAIN QUERY PLAN "
-                    + str(query.compile(db.engine, compile_kwargs={"literal_binds": True}))
-                )
-            )
-        )
-        # One index range per "remind me after" value (the site's default and 3 to 60), no table scan.
+        plan = _plan(lifecycle.claim_due_users_statement(T0, 7, 1000), "EXPLAIN QUERY PLAN ")
+        # One index range per "remind me after" value (the site's default and 3 to 60), no table scan;
+        # the outer UPDATE finds its rows by primary key.
         assert plan.count("USING COVERING INDEX ix_users_remind_after_days_clock") == 59
         assert "SCAN users" not in plan
+
+
+def test_scan_claims_only_due_users_through_the_index_on_postgresql(tmp_path, empty_postgres):
+    app = build_app(tmp_path, SQLALCHEMY_DATABASE_URI=empty_postgres)
+    try:
+        with app.app_context():
+            # With sequential scans priced out, a plan that still shows one could not use the index.
+            db.session.execute(sa.text("SET enable_seqscan = off"))
+            plan = _plan(lifecycle.claim_due_users_statement(T0, 7, 1000), "EXPLAIN ")
+            assert "ix_users_remind_after_days_clock" in plan
+            assert "Seq Scan" not in plan
+            db.session.rollback()
+    finally:
+        with app.app_context():
+            db.engine.dispose()
 
 
 def test_activity_resolves_and_dismiss_ends_with_outbox_rows(app):

@@ -189,10 +189,10 @@ class OpenedReminder(NamedTuple):
     inactive_since: datetime
 
 
-def _claim_due_users(now: datetime, after_days: int, limit: int):
-    """Clear the reminder clock of up to `limit` due users in one UPDATE.
+def claim_due_users_statement(now: datetime, after_days: int, limit: int):
+    """The scan's claim: one UPDATE clearing the reminder clock of up to `limit` due users.
 
-    Returns (id, last_active_at, timezone, email_reminders, remind_after_days) rows.
+    It returns (id, last_active_at, timezone, email_reminders, remind_after_days) rows.
 
     The re-check of the clock in the UPDATE itself is what makes the claim safe: a weight logged
     meanwhile moved the clock past the cut-off, and a concurrent scanner's claim set it to NULL.
@@ -206,13 +206,18 @@ def _claim_due_users(now: datetime, after_days: int, limit: int):
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    return db.session.execute(
+    return (
         sa.update(User)
         .where(User.id.in_(due.scalar_subquery()), _is_due(cutoffs))
         .values(reminder_clock=None)
         .returning(User.id, User.last_active_at, User.timezone, User.email_reminders, User.remind_after_days)
         .execution_options(synchronize_session=False)
-    ).all()
+    )
+
+
+def _claim_due_users(now: datetime, after_days: int, limit: int):
+    """Run the claim (claim_due_users_statement) and return its rows."""
+    return db.session.execute(claim_due_users_statement(now, after_days, limit)).all()
 
 
 def scan(now: datetime | None = None, after_days: int = 7, batch: int = 1000) -> list[OpenedReminder]:
