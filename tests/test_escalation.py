@@ -367,3 +367,21 @@ def test_recording_shown_never_commits_a_requests_own_pending_changes(ctx):
     assert _reminder(user_id).shown_at is None
     render_area(user_id, links)  # the next render, with nothing pending, records it
     assert _reminder(user_id).shown_at is not None
+
+
+def test_stale_due_rows_neither_send_nor_starve_the_rest(ctx):
+    stale = [_user(f"stale{n}@example.com") for n in range(3)]
+    fresh = _user("fresh@example.com")
+    lifecycle.scan(OPENED)
+    # Older data: ended or shown reminders that still carry an email_at (today's code clears it).
+    db.session.execute(
+        sa.update(Reminder)
+        .where(Reminder.user_id.in_(stale[:2]))
+        .values(status="dismissed", open_for_user_id=None, email_at=OPENED)
+    )
+    db.session.execute(
+        sa.update(Reminder).where(Reminder.user_id == stale[2]).values(shown_at=OPENED, email_at=OPENED)
+    )
+    db.session.commit()
+    assert [item.user_id for item in escalate(OPENED + DAY, batch=2)] == [fresh]
+    assert db.session.scalar(sa.select(sa.func.count()).where(Reminder.email_at.is_not(None))) == 0

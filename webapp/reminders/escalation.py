@@ -99,11 +99,14 @@ class Escalated(NamedTuple):
     to: str
 
 
-def _claim_due(now: datetime, limit: int) -> list[tuple[int, int]]:
-    """Clear email_at of up to `limit` due, open, unshown reminders; returns (reminder id, user id).
+def _claim_due(now: datetime, limit: int) -> tuple[list[tuple[int, int]], int]:
+    """Clear email_at of up to `limit` due reminders; returns (reminder id, user id) of those still
+    open and unshown, and how many rows it cleared in all.
 
     As with the scan's claim, the UPDATE re-checks what the subquery chose: a banner shown or a
-    reminder ended meanwhile cleared email_at, and a concurrent escalation's claim did too.
+    reminder ended meanwhile cleared email_at, and a concurrent escalation's claim did too. A due
+    row that is no longer open or was shown (which clears email_at, so only older data) is cleared
+    too rather than left to fill every batch.
     """
     due = (
         sa.select(Reminder.id)
@@ -114,17 +117,15 @@ def _claim_due(now: datetime, limit: int) -> list[tuple[int, int]]:
     )
     rows = db.session.execute(
         sa.update(Reminder)
-        .where(
-            Reminder.id.in_(due.scalar_subquery()),
-            Reminder.email_at <= now,
-            Reminder.shown_at.is_(None),
-            Reminder.open_for_user_id.is_not(None),
-        )
+        .where(Reminder.id.in_(due.scalar_subquery()), Reminder.email_at <= now)
         .values(email_at=None)
-        .returning(Reminder.id, Reminder.user_id)
+        .returning(Reminder.id, Reminder.user_id, Reminder.shown_at, Reminder.open_for_user_id)
         .execution_options(synchronize_session=False)
     ).all()
-    return [(reminder_id, user_id) for reminder_id, user_id in rows]
+    eligible = [
+        (row.id, row.user_id) for row in rows if row.shown_at is None and row.open_for_user_id is not None
+    ]
+    return eligible, len(rows)
 
 
 def escalate(now: datetime | None = None, batch: int = BATCH) -> list[Escalated]:
@@ -139,8 +140,8 @@ def escalate(now: datetime | None = None, batch: int = BATCH) -> list[Escalated]
     hours = current_app.config["REMINDER_EMAIL_HOURS"]
     queued: list[Escalated] = []
     while True:
-        claimed = _claim_due(now, batch)
-        if not claimed:
+        claimed, took = _claim_due(now, batch)
+        if not took:
             db.session.commit()
             return queued
         emailed: list[Escalated] = []
