@@ -377,3 +377,21 @@ def test_on_sqlite_a_second_writer_cannot_take_an_outbox_id_before_the_first_com
             assert other.execute("SELECT max(id) FROM outbox").fetchone()[0] > dismissed
         finally:
             other.close()
+
+
+def test_the_streamed_banner_speaks_the_stored_language(stream_app):
+    """The stream renders outside its request: the banner follows the user's setting, not the header."""
+    with stream_app.app_context():
+        user_id = add_user(
+            locale="ko", timezone="Asia/Seoul", last_weight_at=datetime(2026, 11, 20, 22, 0, tzinfo=UTC)
+        ).id
+    _open_reminder(stream_app, user_id)
+    stream = _stream_for(stream_app, user_id, **{"Accept-Language": "en-US"})
+    try:
+        stream.next()
+        snapshot = stream.next()
+    finally:
+        stream.close()
+    assert "11월 21일 이후로 체중을 기록하지 않았습니다." in snapshot  # 07:00 in Seoul
+    assert "지금 기록하기" in snapshot and ">닫기<" in snapshot
+    assert "Log it now" not in snapshot

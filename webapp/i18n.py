@@ -92,6 +92,21 @@ def language_of(user) -> str:
     return chosen if chosen in LANGUAGES else DEFAULT_LANGUAGE
 
 
+def banner_language(stored: str | None) -> str:
+    """The language of a user's banner: their setting, else this request's language, else English.
+
+    The stream renders the banner outside the request that opened it, so the stored setting
+    (every sign-up stores one) is what keeps it in the user's language.
+    """
+    if stored is not None and stored in LANGUAGES:
+        return stored
+    if has_request_context():
+        locale = get_locale()
+        if locale is not None and locale.language in LANGUAGES:
+            return locale.language
+    return DEFAULT_LANGUAGE
+
+
 def select_locale() -> str:
     """Flask-Babel's locale selector: the user's setting, else Accept-Language, else English.
 

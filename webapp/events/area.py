@@ -13,12 +13,13 @@ from datetime import datetime
 
 import sqlalchemy as sa
 from flask import Response, current_app, url_for
-from flask_babel import gettext
+from flask_babel import force_locale, gettext
 from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup
 
 from ..extensions import current_broker, db
+from ..i18n import banner_language
 from ..models import Reminder, User
 from ..timeutil import get_zone
 from ..web import format_local_date
@@ -29,7 +30,9 @@ from .outbox import latest_event_id
 # of four columns: no ORM objects, identity map or joinedload for a snapshot that every event,
 # connect and burst pays.
 _OPEN_BANNER = (
-    sa.select(Reminder.id, Reminder.shown_at, User.last_weight_at, User.created_at, User.timezone)
+    sa.select(
+        Reminder.id, Reminder.shown_at, User.last_weight_at, User.created_at, User.timezone, User.locale
+    )
     .join(User, User.id == Reminder.user_id)
     .where(Reminder.open_for_user_id == sa.bindparam("user_id"))
     .limit(1)
@@ -91,17 +94,19 @@ def render_area(user_id: int, links: AreaLinks | None = None) -> str:
     row = _open_banner(user_id)
     if row is None:
         return empty_area()
-    reminder_id, shown_at, last_weight_at, created_at, timezone = row
+    reminder_id, shown_at, last_weight_at, created_at, timezone, locale = row
     links = links or AreaLinks.from_request()
-    html = _area_template().render(
-        banner={
-            "id": reminder_id,
-            "since": _local_date(last_weight_at or created_at, timezone),
-            "log_url": links.log_url,
-            "dismiss_url": links.dismiss_url,
-            "csrf_token": links.csrf_token,
-        }
-    )
+    # A stream renders long after its request was read: the banner speaks the stored language.
+    with force_locale(banner_language(locale)):
+        html = _area_template().render(
+            banner={
+                "id": reminder_id,
+                "since": _local_date(last_weight_at or created_at, timezone),
+                "log_url": links.log_url,
+                "dismiss_url": links.dismiss_url,
+                "csrf_token": links.csrf_token,
+            }
+        )
     # The banner is going onto a page: no email for this reminder (once; then shown_at is set).
     # With changes of the request's own pending, the next render records it instead.
     if shown_at is None and not pending:
