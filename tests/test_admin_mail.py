@@ -31,10 +31,7 @@ def down_app(tmp_path):
         tmp_path, "down", **mail_settings({"MAIL_URL": f"smtp://127.0.0.1:{free_port()}"}, tmp_path)
     )
     with app.app_context():
-        admin = User(email=ADMIN, is_admin=True)
-        admin.set_password("correct horse")
-        db.session.add(admin)
-        db.session.commit()
+        add_user(ADMIN, admin=True)
         db.session.remove()
     yield app
     with app.app_context():

@@ -17,7 +17,7 @@ from webapp.mail.queue import send_due
 from webapp.mail.tokens import PASSWORD_RESET, UNSUBSCRIBE, make_token
 from webapp.models import QueuedMail, User
 
-from .support import TEST_SECRET, build_app
+from .support import TEST_SECRET, add_user, build_app
 
 PASSWORD = "correct horse"
 NEW_PASSWORD = "battery staple 42"
@@ -28,10 +28,7 @@ SENT = "If an account uses that address, we have sent it a link to set a new pas
 def reset_app(tmp_path):
     app = build_app(tmp_path, "reset")
     with app.app_context():
-        user = User(email="ada@example.com", display_name="Ada")
-        user.set_password(PASSWORD)
-        db.session.add(user)
-        db.session.commit()
+        add_user("ada@example.com", password=PASSWORD, display_name="Ada")
         db.session.remove()
     return app
 
@@ -104,10 +101,7 @@ def test_requests_are_limited_per_address_and_per_client(reset_app):
         assert SENT in _ask(client, f"other{n}@example.com").text
     # The client has used its ten: even a fresh account's address queues nothing now.
     with reset_app.app_context():
-        user = User(email="bob@example.com")
-        user.set_password(PASSWORD)
-        db.session.add(user)
-        db.session.commit()
+        add_user("bob@example.com", password=PASSWORD)
     assert SENT in _ask(client, "bob@example.com").text
     assert {row.to_address for row in _queued(reset_app)} == {"ada@example.com"}
 
@@ -212,10 +206,7 @@ def test_bad_links_are_refused_clearly_and_change_nothing(reset_app, method):
 def test_the_reset_message_arrives_through_a_real_smtp_server(tmp_path, smtp_server):
     app = build_app(tmp_path, "reset-smtp", **mail_settings({"MAIL_URL": smtp_server.url}, tmp_path))
     with app.app_context():
-        user = User(email="ada@example.com", display_name="Ada")
-        user.set_password(PASSWORD)
-        db.session.add(user)
-        db.session.commit()
+        add_user("ada@example.com", password=PASSWORD, display_name="Ada")
     client = app.test_client()
     _ask(client, "ada@example.com")
     with app.app_context():

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from webapp.events.logins import announce_login_change
 from webapp.extensions import db
-from webapp.models import OutboxEvent, User, user_channel
+from webapp.models import OutboxEvent, user_channel
 
-from .support import RawStream, Seeder, csrf_token
+from .support import RawStream, Seeder, add_user, csrf_token
 
 WAIT = 20.0
 
@@ -62,9 +62,7 @@ def test_losing_admin_rights_ends_the_admins_channel_at_once(make_server):
 
 def test_an_admin_flag_change_announces_on_the_users_own_channel(app):
     with app.app_context():
-        user = User(email="ada@example.com", password_hash="x", is_admin=True)
-        db.session.add(user)
-        db.session.commit()
+        user = add_user("ada@example.com", admin=True)
         before = db.session.scalar(db.select(db.func.count()).select_from(OutboxEvent))
         user.display_name = "Ada"  # not a login change
         db.session.commit()
