@@ -302,7 +302,7 @@ def test_failed_login_storage_is_the_configured_one(app):
     from webapp.extensions import limiter
 
     strategy = app.extensions["weighin_login_throttle"]
-    assert strategy is limiter.limiter
+    assert strategy.storage is limiter.storage
     assert isinstance(strategy.storage, MemoryStorage)
 
 

@@ -72,6 +72,8 @@ def create_app(config: dict | None = None) -> Flask:
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
     csrf.init_app(app)
+    # Limit counters in Redis sit beside the broker's keys, under this deployment's prefix.
+    app.config["RATELIMIT_STORAGE_OPTIONS"] = {"key_prefix": app.config["REDIS_PREFIX"] + "limits"}
     limiter.init_app(app)
     login_manager.init_app(app)
     i18n.init_app(app)

@@ -5,12 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 
 import sqlalchemy as sa
-from flask import current_app, has_app_context
 from flask_login import UserMixin
 from sqlalchemy.orm import Mapped, mapped_column, relationship
-from werkzeug.security import check_password_hash, generate_password_hash
 
 from .extensions import Model, db
+from .passwords import hash_password, password_matches
 from .timeutil import UTCDateTime, utcnow
 
 # Outbox ids must grow without bound on PostgreSQL; SQLite only autoincrements INTEGER keys.
@@ -74,12 +73,10 @@ class User(UserMixin, Model):
         return f"{self.id}:{self.session_version}:{self.login_token or ''}"
 
     def set_password(self, password: str) -> None:
-        # Tests lower the hash cost through PASSWORD_HASH_METHOD; production keeps werkzeug's default.
-        method = current_app.config.get("PASSWORD_HASH_METHOD") if has_app_context() else None
-        self.password_hash = generate_password_hash(password, **({"method": method} if method else {}))
+        self.password_hash = hash_password(password)
 
     def check_password(self, password: str) -> bool:
-        return check_password_hash(self.password_hash, password)
+        return password_matches(self.password_hash, password)
 
     @property
     def name(self) -> str:

@@ -27,7 +27,7 @@ from ..mail.tokens import PASSWORD_RESET, BadToken, make_token, read_token
 from ..models import User
 from ..timeutil import utcnow
 from .queries import user_by_email
-from .throttle import limiter_strategy
+from .throttle import account_key, limiter_strategy
 
 __all__ = ["BadToken", "make_reset_token", "request_reset", "reset_password", "user_for_token"]
 
@@ -74,7 +74,7 @@ def _allowed(email: str) -> bool:
     try:
         return all(
             [  # both counted, so a client cannot spread one address's requests thin
-                strategy.hit(REQUESTS_PER_ACCOUNT, _NAMESPACE, "account", email),
+                strategy.hit(REQUESTS_PER_ACCOUNT, _NAMESPACE, "account", account_key(email)),
                 strategy.hit(REQUESTS_PER_ADDRESS, _NAMESPACE, "address", client),
             ]
         )

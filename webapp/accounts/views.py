@@ -19,12 +19,12 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy.exc import IntegrityError
-from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..events.logins import announce_login_change
 from ..extensions import db
 from ..i18n import DEFAULT_LANGUAGE, zone_from_accept_language
 from ..models import User
+from ..passwords import hash_password, password_matches
 from ..reminders.lifecycle import set_email_reminders, set_reminders_enabled
 from ..timeutil import timezone_names, utcnow
 from ..web import safe_next
@@ -59,10 +59,9 @@ def _dummy_password_check(password: str) -> None:
     # Spend as long on an unknown email as on a known one, so timing does not reveal accounts.
     dummy = current_app.extensions.get("weighin_dummy_hash")
     if dummy is None:
-        method = current_app.config.get("PASSWORD_HASH_METHOD")
-        dummy = generate_password_hash("not a real password", **({"method": method} if method else {}))
+        dummy = hash_password("not a real password")
         current_app.extensions["weighin_dummy_hash"] = dummy
-    check_password_hash(dummy, password)
+    password_matches(dummy, password)
 
 
 @bp.route("/signup", methods=["GET", "POST"])
@@ -73,8 +72,21 @@ def signup():
     form = SignupForm()
     if not form.is_submitted():
         form.timezone.data = zone_from_accept_language() or "UTC"
+    status = 200
     if form.validate_on_submit():
-        if user_by_email(form.email.data) is not None:
+        # Counted before the hash and the duplicate check: the "already exists" answer stays,
+        # slowed to this many addresses an hour.
+        blocked = throttle.claim_signup()
+        if blocked is not None:
+            form.email.errors.append(
+                ngettext(
+                    "Too many sign-ups from your network. Try again in %(num)d minute.",
+                    "Too many sign-ups from your network. Try again in %(num)d minutes.",
+                    blocked,
+                )
+            )
+            status = 429
+        elif user_by_email(form.email.data) is not None:
             form.email.errors.append(str(DUPLICATE_EMAIL))
         else:
             user = new_user(form.email.data, form.password.data)
@@ -91,7 +103,8 @@ def signup():
                 log_in(user)
                 flash(_("Welcome to Weigh-in! Log your first weight below."), "success")
                 return redirect(url_for("tracking.dashboard"))
-    status = 422 if form.errors else 200
+    if form.errors and status == 200:
+        status = 422
     return render_template("accounts/signup.html", form=form), status
 
 
@@ -106,7 +119,8 @@ def login():
     status = 200
     if form.validate_on_submit():
         email = form.email.data
-        blocked = throttle.blocked_minutes(email)
+        # Counted before the password is checked, so parallel guesses cannot all get through.
+        blocked = throttle.claim_login_attempt(email)
         if blocked is not None:
             error = ngettext(
                 "Too many failed attempts. Try again in %(num)d minute.",
@@ -119,10 +133,9 @@ def login():
             if user is None:
                 _dummy_password_check(form.password.data)
             elif user.check_password(form.password.data):
-                throttle.forget_failures(email)
+                throttle.login_succeeded(email)
                 log_in(user, remember=form.remember.data)
                 return redirect(next_url or url_for("tracking.dashboard"))
-            throttle.count_failure(email)
             error = str(WRONG_CREDENTIALS)
             status = 422
     elif form.errors:
