@@ -5,12 +5,22 @@ from __future__ import annotations
 
 import secrets
 import shutil
+import tempfile
+from pathlib import Path
 
 import psycopg
 import pytest
 
-from ..support import PG_ADMIN_URL, GunicornProcess, RedisServer, flask_cli, server_env, unavailable
-from .harness import Database, Person, StreamWatcher
+from ..support import (
+    PG_ADMIN_URL,
+    GunicornProcess,
+    RedisServer,
+    flask_cli,
+    server_env,
+    stop_process_group,
+    unavailable,
+)
+from .harness import Database, Person, StreamWatcher, start_pgbouncer
 
 
 def _admin_connection():
@@ -79,6 +89,18 @@ def redis_server(tmp_path):
     server = RedisServer(folder).start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def pgbouncer(pg_url):
+    """Debian's pgbouncer with docs/DEPLOY.md's pgbouncer.ini in front of the test's database;
+    yields its URL (add ?prepare_threshold=none, as the guide says)."""
+    # Not under tmp_path: pytest's folders are private to this user, and pgbouncer may run as another.
+    folder = Path(tempfile.mkdtemp(prefix="weighin-pgbouncer-"))
+    proc, url = start_pgbouncer(folder, pg_url)
+    yield url
+    stop_process_group(proc, grace=5)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

@@ -10,20 +10,23 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
+import shutil
 import socket
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 import psycopg
 
 from webapp.timeutil import utcnow
 
-from ..support import flask_cli
+from ..support import ROOT, flask_cli, free_port, unavailable, wait_for_port
 
 CSRF_INPUT = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 CSRF_HEADER = re.compile(r'"X-CSRFToken": "([^"]+)"')
@@ -355,3 +358,51 @@ def assert_delivery(watchers: list[StreamWatcher], db: Database, require_all: bo
             ids = connection.event_ids
             assert ids == sorted(set(ids)), f"event ids repeated or out of order on one connection: {ids}"
     return totals
+
+
+# -- the guide's own configuration blocks ------------------------------------------------------
+
+
+def guide_block(language: str, first_line: str) -> str:
+    """The fenced `language` block of docs/DEPLOY.md whose first line is `first_line` (a file's path),
+    so the deploy tests run the guide's text rather than a copy that could drift from it."""
+    guide = (ROOT / "docs" / "DEPLOY.md").read_text()
+    blocks = re.findall(rf"^```{language}\n(.*?)^```", guide, flags=re.M | re.S)
+    [block] = [block for block in blocks if block.startswith(first_line + "\n")]
+    return block
+
+
+def start_pgbouncer(folder: Path, database_url: str) -> tuple[subprocess.Popen, str]:
+    """Debian's pgbouncer with the guide's pgbouncer.ini, in front of the test's database.
+
+    Only the line the guide marks for change (the database) is replaced, and what a private
+    instance needs: a free port, its own socket folder, user list, log and pid file.
+    """
+    binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+    if not os.path.exists(binary):
+        unavailable("pgbouncer is not installed (apt-get install pgbouncer)")
+    parts = urlsplit(database_url.replace("postgresql+psycopg://", "postgresql://"))
+    port = free_port()
+    ini = guide_block("ini", "; /etc/pgbouncer/pgbouncer.ini")
+    database = f"weighin = host={parts.hostname} port={parts.port or 5432} dbname={parts.path.lstrip('/')}"
+    ini, changed = re.subn(r"^(; CHANGE the next line[^\n]*\n)[^\n]*$", rf"\g<1>{database}", ini, flags=re.M)
+    assert changed == 1, "the guide's pgbouncer.ini marks one line to change"
+    for key, value in {
+        "listen_port": port,
+        "unix_socket_dir": folder,
+        "auth_file": folder / "userlist.txt",
+    }.items():
+        ini, count = re.subn(rf"^{key} = .*$", f"{key} = {value}", ini, flags=re.M)
+        assert count == 1, f"the guide's pgbouncer.ini sets {key} once"
+    ini += f"logfile = {folder / 'pgbouncer.log'}\npidfile = {folder / 'pgbouncer.pid'}\n"
+    (folder / "pgbouncer.ini").write_text(ini)
+    password = secrets.token_hex(8)
+    (folder / "userlist.txt").write_text(f'"{parts.username}" "{password}"\n')
+    command = [binary, str(folder / "pgbouncer.ini")]
+    if os.geteuid() == 0:  # pgbouncer refuses to run as root; -u drops to an ordinary user
+        folder.chmod(0o777)
+        (folder / "userlist.txt").chmod(0o644)
+        command[1:1] = ["-u", "postgres"]
+    proc = subprocess.Popen(command, start_new_session=True)
+    wait_for_port(port, proc=proc)
+    return proc, f"postgresql+psycopg://{parts.username}:{password}@127.0.0.1:{port}/weighin"

@@ -3,8 +3,6 @@ transaction mode, and a rolling restart of one host (docs/DEPLOY.md)."""
 
 from __future__ import annotations
 
-import os
-import re
 import secrets
 import time
 
@@ -77,55 +75,6 @@ def test_two_deployments_on_one_redis_server_keep_their_events(gunicorn, people,
             person.close()
 
 
-def guide_pgbouncer_ini(guide: str) -> str:
-    """The pgbouncer.ini of docs/DEPLOY.md (the fenced block that starts with its path)."""
-    blocks = re.findall(r"^```ini\n(.*?)^```", guide, flags=re.M | re.S)
-    [ini] = [block for block in blocks if block.startswith("; /etc/pgbouncer/pgbouncer.ini\n")]
-    return ini
-
-
-def _start_pgbouncer(folder, database_url: str):
-    """Debian's pgbouncer with the guide's pgbouncer.ini, in front of the test's database.
-
-    Only the line the guide marks for change (the database) is replaced, and what a private
-    instance needs: a free port, its own socket folder, user list, log and pid file.
-    """
-    import shutil
-    import subprocess
-    from urllib.parse import urlsplit
-
-    from ..support import ROOT, free_port, unavailable, wait_for_port
-
-    binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
-    if not os.path.exists(binary):
-        unavailable("pgbouncer is not installed (apt-get install pgbouncer)")
-    parts = urlsplit(database_url.replace("postgresql+psycopg://", "postgresql://"))
-    port = free_port()
-    ini = guide_pgbouncer_ini((ROOT / "docs" / "DEPLOY.md").read_text())
-    database = f"weighin = host={parts.hostname} port={parts.port or 5432} dbname={parts.path.lstrip('/')}"
-    ini, changed = re.subn(r"^(; CHANGE the next line[^\n]*\n)[^\n]*$", rf"\g<1>{database}", ini, flags=re.M)
-    assert changed == 1, "the guide's pgbouncer.ini marks one line to change"
-    for key, value in {
-        "listen_port": port,
-        "unix_socket_dir": folder,
-        "auth_file": folder / "userlist.txt",
-    }.items():
-        ini, count = re.subn(rf"^{key} = .*$", f"{key} = {value}", ini, flags=re.M)
-        assert count == 1, f"the guide's pgbouncer.ini sets {key} once"
-    ini += f"logfile = {folder / 'pgbouncer.log'}\npidfile = {folder / 'pgbouncer.pid'}\n"
-    (folder / "pgbouncer.ini").write_text(ini)
-    password = secrets.token_hex(8)
-    (folder / "userlist.txt").write_text(f'"{parts.username}" "{password}"\n')
-    command = [binary, str(folder / "pgbouncer.ini")]
-    if os.geteuid() == 0:  # pgbouncer refuses to run as root; -u drops to an ordinary user
-        folder.chmod(0o777)
-        (folder / "userlist.txt").chmod(0o644)
-        command[1:1] = ["-u", "postgres"]
-    proc = subprocess.Popen(command, start_new_session=True)
-    wait_for_port(port, proc=proc)
-    return proc, f"postgresql+psycopg://{parts.username}:{password}@127.0.0.1:{port}/weighin"
-
-
 def _dismiss_concurrently(base: str, people: list[Person], rounds: int) -> tuple[int, list[str]]:
     """Everyone at once presses Dismiss `rounds` times (a form post without htmx); returns the
     number of redirects and every other answer."""
@@ -161,7 +110,7 @@ def _dismiss_concurrently(base: str, people: list[Person], rounds: int) -> tuple
     return counts["ok"], failures
 
 
-def test_pgbouncer_transaction_mode_fails_no_transaction(gunicorn, pg_url, tmp_path):
+def test_pgbouncer_transaction_mode_fails_no_transaction(pgbouncer, gunicorn):
     """Through PgBouncer in transaction mode, with prepared statements off in DATABASE_URL,
     many short transactions at once on several workers all succeed.
 
@@ -172,28 +121,17 @@ def test_pgbouncer_transaction_mode_fails_no_transaction(gunicorn, pg_url, tmp_p
     connections, under a name every other client connection also uses. Without
     prepare_threshold=none about one transaction in ten fails with "_pg3_N does not exist /
     already exists"."""
-    import tempfile
-    from pathlib import Path
-
-    from ..support import stop_process_group
-
-    # Not under tmp_path: pytest's folders are private to this user, and pgbouncer may run as another.
-    folder = Path(tempfile.mkdtemp(prefix="weighin-pgbouncer-"))
-    proc, bouncer_url = _start_pgbouncer(folder, pg_url)
-    try:
-        web = gunicorn(
-            "bounced",
-            workers=3,
-            DATABASE_URL=bouncer_url + "?prepare_threshold=none",
-        )
-        group = [Person(f"pgb{n}-{secrets.token_hex(3)}@example.com") for n in range(12)]
-        for person in group:
-            person.signup(web.url)
-        ok, failures = _dismiss_concurrently(web.url, group, rounds=30)
-        for person in group:
-            person.close()
-        assert failures == [], f"{len(failures)} of {ok + len(failures)} failed: {failures[:5]}"
-        assert ok == 12 * 30
-        assert "prepared statement" not in web.log()
-    finally:
-        stop_process_group(proc, grace=5)
+    web = gunicorn(
+        "bounced",
+        workers=3,
+        DATABASE_URL=pgbouncer + "?prepare_threshold=none",
+    )
+    group = [Person(f"pgb{n}-{secrets.token_hex(3)}@example.com") for n in range(12)]
+    for person in group:
+        person.signup(web.url)
+    ok, failures = _dismiss_concurrently(web.url, group, rounds=30)
+    for person in group:
+        person.close()
+    assert failures == [], f"{len(failures)} of {ok + len(failures)} failed: {failures[:5]}"
+    assert ok == 12 * 30
+    assert "prepared statement" not in web.log()

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from ..support import ROOT, free_port, stop_process_group, unavailable, wait_for_port
-from .harness import scan_later
+from .harness import guide_block, scan_later
 
 SITE_MARKER = "# /etc/nginx/sites-available/weighin"
 BANNER = "#reminder-area #reminder-banner"
@@ -33,13 +33,6 @@ OPEN_EVENT_SOURCE = """() => {
     __es.onerror = () => __log.push(`error:${__es.readyState}`);
     __es.onmessage = (event) => __log.push(event.data.includes('reminder-banner') ? 'banner' : 'area');
 }"""
-
-
-def guide_site_block(guide: str) -> str:
-    """The nginx block of docs/DEPLOY.md that a reader puts in sites-available/weighin."""
-    blocks = re.findall(r"^```nginx\n(.*?)^```", guide, flags=re.M | re.S)
-    [site] = [block for block in blocks if block.startswith(SITE_MARKER + "\n")]
-    return site
 
 
 def localise(site: str, upstreams: list[str], cert: Path, key: Path, https_port: int, http_port: int) -> str:
@@ -130,15 +123,23 @@ def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
 
 
 @pytest.fixture
-def nginx_site(gunicorn):
-    """Two gunicorn "hosts" (one worker each) behind the guide's nginx site."""
+def nginx_site(pgbouncer, gunicorn):
+    """Two gunicorn "hosts" (one worker each) behind the guide's nginx site, both on the test's
+    database through the guide's PgBouncer."""
     if not os.path.exists(shutil.which("nginx") or "/usr/sbin/nginx"):
         unavailable("nginx is not installed (apt-get install nginx)")
     if shutil.which("openssl") is None:
         unavailable("openssl is not installed (apt-get install openssl)")
     # As the guide's environment file has it: behind TLS and one proxy.
     hosts = [
-        gunicorn(name, workers=1, PROXY_FIX=1, SESSION_COOKIE_SECURE=1, SSE_HEARTBEAT=2)
+        gunicorn(
+            name,
+            workers=1,
+            DATABASE_URL=pgbouncer + "?prepare_threshold=none",
+            PROXY_FIX=1,
+            SESSION_COOKIE_SECURE=1,
+            SSE_HEARTBEAT=2,
+        )
         for name in ("host-a", "host-b")
     ]
     # Not under tmp_path: pytest's folders are private to this user, and nginx's workers are not.
@@ -147,7 +148,7 @@ def nginx_site(gunicorn):
     cert, key = self_signed_certificate(folder)
     https_port, http_port = free_port(), free_port()
     site = localise(
-        guide_site_block((ROOT / "docs" / "DEPLOY.md").read_text()),
+        guide_block("nginx", SITE_MARKER),
         [f"127.0.0.1:{host.port}" for host in hosts],
         cert,
         key,
