@@ -1,7 +1,7 @@
 #!/bin/sh
 # The full benchmark run behind docs/BENCHMARKS.md: one configuration after another (never in
 # parallel: they would measure each other). Results land in bench/results/*.json.
-# Usage: bench/run_all.sh [streams|transports|scan|pages|mail ...]   (default: all, in this order)
+# Usage: bench/run_all.sh [streams|transports|scan|pages|mail|data ...]   (default: all, in this order)
 set -eu
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -11,7 +11,7 @@ run() {
     echo "== $name: $PY -m $* ($(date -u '+%Y-%m-%d %H:%M UTC'), load $(cut -d' ' -f1-3 /proc/loadavg))"
     "$PY" -m "$@" --out "bench/results/$name.json" 2>&1 | grep -v '^INFO  \[alembic' || true
 }
-what=${*:-streams transports scan pages mail}
+what=${*:-streams transports scan pages mail data}
 for part in $what; do
     case $part in
     streams)
@@ -30,6 +30,9 @@ for part in $what; do
         run pages-gunicorn-saturated bench.pages --server gunicorn --db postgresql --sessions 200 --seconds 20 --think 0 ;;
     mail)
         run mail bench.mail --db sqlite,postgresql --reminders 1000,10000 ;;
+    data)
+        run data bench.data --db sqlite,postgresql --rows 7305,100000
+        run data-untraced bench.data --db sqlite,postgresql --rows 100000 --no-trace ;;
     *) echo "unknown part $part" >&2; exit 2 ;;
     esac
 done

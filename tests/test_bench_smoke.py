@@ -115,3 +115,13 @@ def test_mail_harness_queues_and_sends_each_escalation_once(tmp_path):
         assert row["opened"] == row["queued"] == row["sent"] == row["received"] == 25, row
         assert (row["received_twice"], row["still_queued"]) == (0, 0)
         assert row["render_already_shown_ms"] > 0 and row["render_first_showing_ms"] > 0
+
+
+def test_data_harness_imports_and_exports_every_row(tmp_path):
+    from bench import data
+
+    out = tmp_path / "data.json"
+    [row] = data.main(["--db", "sqlite", "--rows", "300", "--out", str(out)])
+    assert (row["added"], row["saved"]) == (300, 300)
+    assert row["export_mib"] is not None and row["preview_peak_mib"] is not None
+    assert json.loads(out.read_text())["rows"][0]["rows"] == 300
