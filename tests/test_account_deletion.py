@@ -184,3 +184,53 @@ def test_anonymous_is_sent_to_login(client):
     for method in ("get", "post"):
         response = getattr(client, method)("/account/delete", data={"password": PASSWORD})
         assert response.status_code == 302 and "/account/login" in response.location
+
+
+@pytest.mark.services
+def test_on_postgresql_deletion_and_import_respect_every_foreign_key(tmp_path, postgres_url):
+    """PostgreSQL enforces the foreign keys that SQLite here does not: the same paths must pass."""
+    import io
+    from zoneinfo import ZoneInfo
+
+    from tests.support import add_user, build_app
+    from webapp.reminders.lifecycle import open_reminder
+    from webapp.tracking import imports
+    from webapp.tracking.csv_formats import ImportOptions
+
+    app = build_app(tmp_path, SQLALCHEMY_DATABASE_URI=postgres_url)
+    try:
+        with app.test_request_context():
+            ada, bob = add_user(ADA, days_ago=30), add_user(BOB, admin=True)
+            pending = imports.stage_import(
+                ada,
+                io.BytesIO(b"date,weight\n2024-01-01,80\n2024-01-02,0\n"),
+                "w.csv",
+                ImportOptions(zone=ZoneInfo("UTC")),
+            )
+            assert imports.confirm_import(ada, pending).added == 1
+            imports.stage_import(
+                ada, io.BytesIO(b"date,weight\n2024-01-03,80\n"), "w.csv", ImportOptions(zone=ZoneInfo("UTC"))
+            )
+            reminder = open_reminder(ada.id, utcnow())
+            db.session.flush()
+            enqueue(
+                kind="reminder",
+                to=ADA,
+                subject="s",
+                text="t",
+                html="h",
+                user_id=ada.id,
+                reminder_id=reminder.id,
+            )
+            remind_now(bob, ada, utcnow())
+            db.session.commit()
+            ada_id = ada.id
+            delete_account(ada)
+            assert db.session.get(User, ada_id) is None
+            assert count(WeightEntry) == 0 and count(PendingImport) == 0 and count(QueuedMail) == 0
+            [action] = db.session.scalars(db.select(AdminAction)).all()
+            assert (action.user_id, action.admin_id, action.reminder_id) == (None, bob.id, None)
+    finally:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
