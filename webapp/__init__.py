@@ -67,10 +67,14 @@ def create_app(config: dict | None = None) -> Flask:
     )
 
     from . import errors, i18n, web
-    from .extensions import csrf, db, install_broker, limiter, login_manager, migrate
+    from .extensions import csrf, db, install_broker, limiter, login_manager
 
     db.init_app(app)
-    migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
+    # `flask db ...` only: Flask-Migrate brings Alembic, Mako and Pygments, a good part of the
+    # app's import time, which no web worker needs (docs/BENCHMARKS.md, "Import time").
+    from .migrate import LazyMigrateGroup
+
+    app.cli.add_command(LazyMigrateGroup(app, directory=str(ROOT / "migrations")))
     csrf.init_app(app)
     # Limit counters in Redis sit beside the broker's keys, under this deployment's prefix.
     app.config["RATELIMIT_STORAGE_OPTIONS"] = {"key_prefix": app.config["REDIS_PREFIX"] + "limits"}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from email_validator import EmailNotValidError, validate_email
 from flask_babel import gettext as _
 
 MAX_EMAIL_LENGTH = 254
@@ -20,6 +19,9 @@ def validated_email(value: str) -> str:
         raise ValueError(_("Enter your email address."))
     if len(email) > MAX_EMAIL_LENGTH:
         raise ValueError(_("An email address has at most %(max)d characters.", max=MAX_EMAIL_LENGTH))
+    # Imported here: only sign-up, settings and admin forms need it, not a worker's start.
+    from email_validator import EmailNotValidError, validate_email
+
     try:
         # Syntax only: a sign-up must not wait on DNS, and test domains have no mail servers.
         result = validate_email(email, check_deliverability=False)
