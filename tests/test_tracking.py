@@ -176,7 +176,21 @@ def test_quick_add_with_htmx_returns_the_fragment(app, ada, client):
     assert body.lstrip().startswith('<div id="dashboard-live">') and "<html" not in body
     assert "Logged 80.00 kg." in body
     assert "<svg" in body and "80.0 kg" in body
-    assert 'id="quick-add"' in body and "autofocus" in body
+    # The field is empty again and not focused, so a second tap cannot save the weight twice.
+    assert 'id="quick-add"' in body and "autofocus" not in body
+    assert 'value="80"' not in re.search(r'<input[^>]*name="weight"[^>]*>', body).group(0)
+    assert body.index('id="quick-add-message"') < body.index('id="stat-latest"')
+
+
+def test_the_same_weight_again_within_a_minute_is_refused(ada, client):
+    entry = {"weight": "71.3", "measured_at": "2026-11-30T07:00"}
+    assert client.post("/entries", data=entry, headers={"HX-Request": "true"}).status_code == 200
+    again = client.post("/entries", data=entry, headers={"HX-Request": "true"})
+    assert again.status_code == 422
+    assert "You logged this weight less than a minute ago; it is saved once." in again.get_data(as_text=True)
+    assert client.get("/entries").get_data(as_text=True).count("71.3 kg") == 1
+    # Another weight is a new weighing, not a second tap.
+    assert client.post("/entries", data={**entry, "weight": "71.4"}).status_code == 302
 
 
 def test_an_untouched_default_time_means_now_even_on_a_stale_page(app, ada, client):
@@ -450,7 +464,9 @@ def test_dashboard_with_weeks_of_history(app, ada, client):
 def test_dashboard_without_data(ada, client):
     body = client.get("/dashboard").get_data(as_text=True)
     assert "Nothing logged yet" in body and "Set a goal" in body
-    assert "The chart appears once you log a weight." in body
+    # A new user gets the form first and a welcome, not a row of empty cards and an empty chart.
+    assert body.index('id="quick-add"') < body.index('id="welcome-heading"')
+    assert 'id="stat-latest"' not in body and 'id="weight-chart"' not in body
 
 
 def test_dashboard_fragment_for_htmx(ada, client):

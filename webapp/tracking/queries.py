@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
@@ -52,3 +52,22 @@ def goal_history(user_id: int, limit: int) -> Sequence[GoalChange]:
         .order_by(GoalChange.created_at.desc(), GoalChange.id.desc())
         .limit(limit)
     ).all()
+
+
+REPEAT_WINDOW = timedelta(minutes=1)
+
+
+def is_repeat_entry(user: User, grams: int, now: datetime) -> bool:
+    """Whether the user saved this exact weight within the last minute (a second tap, not a new weighing)."""
+    return (
+        db.session.scalar(
+            db.select(WeightEntry.id)
+            .where(
+                WeightEntry.user_id == user.id,
+                WeightEntry.mass_g == grams,
+                WeightEntry.created_at > now - REPEAT_WINDOW,
+            )
+            .limit(1)
+        )
+        is not None
+    )

@@ -27,7 +27,7 @@ from . import imports
 from .chart import build_chart
 from .csv_formats import FORMAT_NAMES, ImportFileError, ImportOptions
 from .forms import EntryForm, GoalForm, ImportForm, local_input_value
-from .queries import entries_oldest_first, goal_history, measurements, weight_log
+from .queries import entries_oldest_first, goal_history, is_repeat_entry, measurements, weight_log
 from .trend import summarize
 
 bp = Blueprint("tracking", __name__)
@@ -69,7 +69,9 @@ def _dashboard_context(
         goal_set_at=goal.created_at if goal else None,
     )
     if form is None:
-        form = _entry_form(user)
+        # A fresh form, not the one just posted: after a save the field is empty, so a second
+        # tap cannot save the same weight again.
+        form = _entry_form(user, formdata=None)
         form.prefill_now()
     return {
         "summary": summary,
@@ -111,6 +113,14 @@ def add_entry():
             **_dashboard_context(user, form=form, submitted=True),
         )
     now = form.now
+    if is_repeat_entry(user, form.grams, now):
+        form.weight.errors.append(_("You logged this weight less than a minute ago; it is saved once."))
+        return render_page_or_fragment(
+            "tracking/dashboard.html",
+            "tracking/_dashboard_live.html",
+            status=422,
+            **_dashboard_context(user, form=form, submitted=True),
+        )
     entry = WeightEntry(
         user_id=user.id,
         measured_at=form.measured_at_utc,
