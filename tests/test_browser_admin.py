@@ -92,7 +92,7 @@ def test_admin_page_is_live_and_remind_now_reaches_the_user(make_server, browser
         expect(admin_page.locator("#count-dismissed")).to_have_text("1")
 
         # Remind now: the banner is back on the user's open page at once, once only.
-        admin_page.get_by_role("button", name="Remind quiet@example.com now").click()
+        admin_page.get_by_role("button", name="Remind now: quiet@example.com").click()
         expect(admin_page.locator("#admin-status")).to_contain_text("Reminder sent to quiet@example.com")
         expect(banner).to_be_visible()
         expect(banner).to_have_count(1)
@@ -101,7 +101,7 @@ def test_admin_page_is_live_and_remind_now_reaches_the_user(make_server, browser
         expect(admin_page.locator("#recent-reminders")).to_contain_text("reminded quiet@example.com")
 
         # Pressing it again shows the open reminder again: still one banner, one open reminder.
-        admin_page.get_by_role("button", name="Remind quiet@example.com now").click()
+        admin_page.get_by_role("button", name="Remind now: quiet@example.com").click()
         expect(admin_page.locator("#admin-status")).to_contain_text("already had an open reminder")
         expect(banner).to_have_count(1)
         expect(admin_page.locator("#count-open")).to_have_text("1")

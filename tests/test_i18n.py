@@ -168,3 +168,20 @@ def test_dashboard_speaks_korean_with_korean_dates(client, auth, app):
     assert "기록했습니다: 72.50 kg" in html
     assert "12월 2일 07:00" in html  # the entry's time in the table, in Korean order
     assert "Latest" not in html and "Recent entries" not in html
+
+
+def test_admin_page_and_error_pages_speak_korean(client, auth, app):
+    _korean_user(client, auth, app)
+    auth.make_admin("min@example.com")
+    with app.app_context():
+        from .support import add_user
+
+        add_user("quiet@example.com", days_ago=30)
+    html = client.get("/admin/").get_data(as_text=True)
+    assert "<h1>비활성 사용자</h1>" in html
+    assert "지금 알림 보내기" in html and "30일 이상 비활성" not in html
+    for english in ("Inactive users", "Remind now", "Last weight", ">never<", "Apply"):
+        assert english not in html
+    missing = client.get("/no-such-page")
+    assert missing.status_code == 404
+    assert "여기에는 아무것도 없습니다." in missing.get_data(as_text=True)

@@ -6,6 +6,7 @@ import logging
 
 from flask import Flask, current_app, render_template, request
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
@@ -15,15 +16,17 @@ from .web import MEGABYTE, upload_limit
 log = logging.getLogger(__name__)
 
 MESSAGES = {
-    400: "The request could not be understood.",
-    403: "You do not have access to that page.",
-    404: "There is nothing here. Check the address, or go back to your dashboard.",
-    405: "That action is not allowed here.",
-    413: "That request is too large.",
-    429: "Too many requests. Please wait a little and try again.",
-    500: "Something went wrong on our side. Please try again in a moment.",
+    400: _l("The request could not be understood."),
+    403: _l("You do not have access to that page."),
+    404: _l("There is nothing here. Check the address, or go back to your dashboard."),
+    405: _l("That action is not allowed here."),
+    413: _l("That request is too large."),
+    429: _l("Too many requests. Please wait a little and try again."),
+    500: _l("Something went wrong on our side. Please try again in a moment."),
 }
-CSRF_MESSAGE = "Your form expired or came from somewhere else. Reload the page and try again."
+# Werkzeug's own descriptions are English: any other code gets this, in the reader's language.
+OTHER_MESSAGE = _l("That request could not be handled.")
+CSRF_MESSAGE = _l("Your form expired or came from somewhere else. Reload the page and try again.")
 
 # How long a client is asked to wait while the database is unreachable (a restart or failover
 # takes a few seconds; pool_pre_ping then replaces the dead connections on the next checkout).
@@ -66,7 +69,7 @@ def _rollback_quietly() -> None:
 
 def _http_error(error: HTTPException):
     code = error.code or 500
-    message = MESSAGES.get(code) or error.description or "Something went wrong."
+    message = str(MESSAGES.get(code, OTHER_MESSAGE))
     if code == 413 and (limit := upload_limit(request)) is not None:
         message = _(
             "That file is larger than %(size)d MB, the most Weigh-in takes at once. Split it into "
@@ -78,7 +81,7 @@ def _http_error(error: HTTPException):
 
 
 def _csrf_error(error: CSRFError):
-    return _render_error(400, CSRF_MESSAGE)
+    return _render_error(400, str(CSRF_MESSAGE))
 
 
 def database_unavailable(error: BaseException) -> bool:
@@ -124,7 +127,7 @@ def _unhandled(error: Exception):
     # A registered handler means Flask no longer logs the exception; it must not vanish.
     current_app.logger.exception("unhandled error on %s %s", request.method, request.path)
     _rollback_quietly()
-    return _render_error(500, MESSAGES[500])
+    return _render_error(500, str(MESSAGES[500]))
 
 
 def init_app(app: Flask) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from flask_babel import gettext as _
+
 from ..events.outbox import announce, announce_to_user_and_admins
 from ..extensions import db
 from ..models import ADMINS_CHANNEL, AdminAction, Reminder, User
@@ -45,7 +47,9 @@ def remind_now(admin: User, user: User, now: datetime) -> RemindResult:
         # Already open (or opened a moment ago by a scanner): ask their pages to show it again.
         reminder = user.open_reminder()
         if reminder is None:
-            raise AdminActionRefused(f"No reminder could be opened for {user.email}; please try again.")
+            raise AdminActionRefused(
+                _("No reminder could be opened for %(email)s; please try again.", email=user.email)
+            )
         announce_to_user_and_admins(user.id, "reminder")
     db.session.add(
         AdminAction(
@@ -69,16 +73,25 @@ def set_admin(actor: User, user: User, make_admin: bool, now: datetime) -> None:
     """Grant or remove the admin flag; the last admin cannot remove their own."""
     if make_admin:
         if user.is_admin:
-            raise AdminActionRefused(f"{user.email} is already an admin.")
+            raise AdminActionRefused(_("%(email)s is already an admin.", email=user.email))
     else:
         admin_ids = _admin_ids_locked()
         db.session.refresh(user)
         if not user.is_admin:
-            raise AdminActionRefused(f"{user.email} is not an admin.")
+            raise AdminActionRefused(_("%(email)s is not an admin.", email=user.email))
         if admin_ids == [user.id]:
-            who = "you are" if user.id == actor.id else f"{user.email} is"
+            if user.id == actor.id:
+                raise AdminActionRefused(
+                    _(
+                        "You cannot remove the admin flag: you are the last admin. Make someone else an admin first."
+                    )
+                )
             raise AdminActionRefused(
-                f"You cannot remove the admin flag: {who} the last admin. Make someone else an admin first."
+                _(
+                    "You cannot remove the admin flag: %(email)s is the last admin. "
+                    "Make someone else an admin first.",
+                    email=user.email,
+                )
             )
     user.is_admin = make_admin
     db.session.add(

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
 from ..extensions import db
 from ..models import MAX_ID, AdminAction, Reminder, User
@@ -34,14 +36,21 @@ MAX_THRESHOLD_DAYS = 3650
 MAX_SEARCH_LENGTH = 254
 # What the "Show" filter narrows the inactive users to (the rule itself is always applied).
 KINDS = {
-    "any": "Everyone inactive",
-    "weight": "Stale weight (has logged a weight before)",
-    "goal": "Stale goal (has set a goal before)",
-    "never": "Never logged anything",
+    "any": _l("Everyone inactive"),
+    "weight": _l("Stale weight (has logged a weight before)"),
+    "goal": _l("Stale goal (has set a goal before)"),
+    "never": _l("Never logged anything"),
 }
 SORTS = {
-    "longest": "Longest inactive first",
-    "shortest": "Most recently inactive first",
+    "longest": _l("Longest inactive first"),
+    "shortest": _l("Most recently inactive first"),
+}
+# What the table shows for each reminder_state (the CSV keeps the plain values).
+REMINDER_STATES = {
+    "none": _l("none"),
+    "open": _l("open"),
+    "dismissed": _l("dismissed"),
+    "reminders off": _l("reminders off"),
 }
 WHOLE_NUMBER = re.compile(r"-?[0-9]{1,12}")
 
@@ -98,28 +107,36 @@ class InactiveFilter:
         raw_days = (args.get("days") or "").strip()
         if raw_days:
             if not WHOLE_NUMBER.fullmatch(raw_days):
-                notices.append(f"“{raw_days[:40]}” is not a whole number of days; showing {default_days}.")
+                notices.append(
+                    _(
+                        "“%(value)s” is not a whole number of days; showing %(days)d.",
+                        value=raw_days[:40],
+                        days=default_days,
+                    )
+                )
             elif int(raw_days) < 1:
-                notices.append(f"The threshold must be at least 1 day; showing {default_days}.")
+                notices.append(
+                    _("The threshold must be at least 1 day; showing %(days)d.", days=default_days)
+                )
             elif int(raw_days) > MAX_THRESHOLD_DAYS:
                 days = MAX_THRESHOLD_DAYS
                 notices.append(
-                    f"The threshold is at most {MAX_THRESHOLD_DAYS} days; showing {MAX_THRESHOLD_DAYS}."
+                    _("The threshold is at most %(days)d days; showing %(days)d.", days=MAX_THRESHOLD_DAYS)
                 )
             else:
                 days = int(raw_days)
         kind = args.get("kind") or "any"
         if kind not in KINDS:
-            notices.append("Unknown “Show” choice; showing everyone inactive.")
+            notices.append(_("Unknown “Show” choice; showing everyone inactive."))
             kind = "any"
         sort = args.get("sort") or "longest"
         if sort not in SORTS:
-            notices.append("Unknown sort order; showing the longest inactive first.")
+            notices.append(_("Unknown sort order; showing the longest inactive first."))
             sort = "longest"
         search = (args.get("q") or "").strip()
         if len(search) > MAX_SEARCH_LENGTH:
             search = search[:MAX_SEARCH_LENGTH]
-            notices.append(f"The email search was cut to {MAX_SEARCH_LENGTH} characters.")
+            notices.append(_("The email search was cut to %(max)d characters.", max=MAX_SEARCH_LENGTH))
         after = before = None
         for name in ("after", "before"):
             raw = args.get(name)
@@ -128,7 +145,7 @@ class InactiveFilter:
             try:
                 cursor = Cursor.decode(raw)
             except ValueError:
-                notices.append("That page link was not valid; showing the first page.")
+                notices.append(_("That page link was not valid; showing the first page."))
                 after = before = None
                 break
             if name == "after":
@@ -136,7 +153,7 @@ class InactiveFilter:
             else:
                 before = cursor
         if after and before:
-            notices.append("A page link cannot go both ways; showing the first page.")
+            notices.append(_("A page link cannot go both ways; showing the first page."))
             after = before = None
         return cls(days, kind, search, sort, after, before, notices)
 

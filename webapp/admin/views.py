@@ -18,6 +18,7 @@ from flask import (
     stream_with_context,
     url_for,
 )
+from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
 from ..accounts.emails import MAX_EMAIL_LENGTH, normalise_email
@@ -31,6 +32,7 @@ from . import actions
 from .mail_health import email_state, mail_by_reminder, mail_health
 from .queries import (
     KINDS,
+    REMINDER_STATES,
     SORTS,
     InactiveFilter,
     days_inactive,
@@ -104,6 +106,7 @@ def _inactive_context(flt: InactiveFilter) -> dict:
         "mail": mail_health(now, get_zone(current_user.timezone)),
         "recent_reminders": recent,
         "kinds": KINDS,
+        "reminder_states": REMINDER_STATES,
         "sorts": SORTS,
         "here": url_for("admin.inactive_users", **flt.params(after=_enc(flt.after), before=_enc(flt.before))),
     }
@@ -164,7 +167,7 @@ def export_csv():
                 batch = []
         yield from _csv_rows(writer, buffer, batch, now, iso, final=True)
 
-    filename = f"weighin-inactive-{now:%Y%m%d}.csv"
+    filename = f"weighin-inactive-{now:%Y-%m-%d}.csv"  # the same form as the own-data export
     return Response(
         stream_with_context(generate()),
         mimetype="text/csv",
@@ -229,7 +232,7 @@ def remind(user_id: int):
     back = url_for("admin.inactive_users")
     user = _load_user(user_id)
     if user is None:
-        return _refuse(404, "There is no such user (it may have been deleted). Nothing was sent.", back)
+        return _refuse(404, _("There is no such user (it may have been deleted). Nothing was sent."), back)
     try:
         result = actions.remind_now(current_user._get_current_object(), user, utcnow())
     except actions.AdminActionRefused as refused:
@@ -237,9 +240,12 @@ def remind(user_id: int):
         return _refuse(409, str(refused), back)
     db.session.commit()
     if result.repeated:
-        message = f"{user.email} already had an open reminder; it was shown again on their open pages."
+        message = _(
+            "%(email)s already had an open reminder; it was shown again on their open pages.",
+            email=user.email,
+        )
     else:
-        message = f"Reminder sent to {user.email}."
+        message = _("Reminder sent to %(email)s.", email=user.email)
     return _done(message, back)
 
 
@@ -261,17 +267,17 @@ def grant_admin():
     back = url_for("admin.admins")
     email = normalise_email(request.form.get("email", ""))
     if not email or len(email) > MAX_EMAIL_LENGTH:
-        return _refuse(422, "Enter the email address of an existing account.", back)
+        return _refuse(422, _("Enter the email address of an existing account."), back)
     user = user_by_email(email)
     if user is None:
-        return _refuse(404, f"There is no account with the email “{email}”.", back)
+        return _refuse(404, _("There is no account with the email “%(email)s”.", email=email), back)
     try:
         actions.set_admin(current_user._get_current_object(), user, True, utcnow())
     except actions.AdminActionRefused as refused:
         db.session.rollback()
         return _refuse(409, str(refused), back)
     db.session.commit()
-    return _done(f"{user.email} is now an admin.", back)
+    return _done(_("%(email)s is now an admin.", email=user.email), back)
 
 
 @bp.post("/admins/<int:user_id>/remove")
@@ -281,7 +287,7 @@ def remove_admin(user_id: int):
     back = url_for("admin.admins")
     user = _load_user(user_id)
     if user is None:
-        return _refuse(404, "There is no such user (it may have been deleted).", back)
+        return _refuse(404, _("There is no such user (it may have been deleted)."), back)
     actor = current_user._get_current_object()
     try:
         actions.set_admin(actor, user, False, utcnow())
@@ -291,8 +297,8 @@ def remove_admin(user_id: int):
     db.session.commit()
     if user.id == actor.id:
         # They can no longer see the admin pages; send them somewhere they can.
-        flash("You are no longer an admin.", "info")
+        flash(_("You are no longer an admin."), "info")
         if is_htmx():
             return "", 200, {"HX-Redirect": url_for("tracking.dashboard")}
         return redirect(url_for("tracking.dashboard"), 303)
-    return _done(f"{user.email} is no longer an admin.", back)
+    return _done(_("%(email)s is no longer an admin.", email=user.email), back)
