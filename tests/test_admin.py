@@ -54,39 +54,7 @@ def listed_emails(response) -> list[str]:
     return re.findall(r'data-user-email="([^"]+)"', response.get_data(as_text=True))
 
 
-# -- authorization matrix ------------------------------------------------------------------
-
-ROUTES = [
-    ("get", "/admin/"),
-    ("get", "/admin/live"),
-    ("get", "/admin/export.csv"),
-    ("get", "/admin/admins"),
-    ("post", "/admin/admins"),
-    ("post", "/admin/admins/{other}/remove"),
-    ("post", "/admin/users/{other}/remind"),
-]
-# (role, what every route answers): anonymous go to log in, users are refused, admins get through.
-ROLES = [("anonymous", {302}), ("user", {403}), ("admin", {200, 303})]
-
-
-@pytest.mark.parametrize("role,expected", ROLES, ids=[r for r, _ in ROLES])
-@pytest.mark.parametrize("method,path", ROUTES, ids=[f"{m} {p}" for m, p in ROUTES])
-def test_authorization_matrix(app, client, auth, role, expected, method, path):
-    with app.app_context():
-        other = make_user("other@example.com", ago(30), admin=True).id
-    if role != "anonymous":
-        auth.register("someone@example.com", PASSWORD)
-        if role == "admin":
-            auth.make_admin("someone@example.com")
-    data = {"email": "other@example.com"} if path == "/admin/admins" else {}
-    response = getattr(client, method)(path.format(other=other), data=data)
-    assert response.status_code in expected
-    if role == "anonymous":
-        assert "/account/login" in response.location
-    with app.app_context():
-        if role != "admin":  # nothing happened
-            assert db.session.scalar(db.select(db.func.count()).select_from(AdminAction)) == 0
-            assert db.session.scalar(db.select(db.func.count()).select_from(Reminder)) == 0
+# -- routes (who may reach them: the authorization table in tests/test_security.py) --------------
 
 
 @pytest.mark.parametrize(

@@ -1,15 +1,19 @@
-"""Security properties of the whole app: cookie flags, CSRF on every POST route, no open redirects."""
+"""Security properties of the whole app: who may reach each route (AUTHORIZATION), CSRF on every
+POST route, cookie flags, no open redirects."""
 
 from __future__ import annotations
 
+import io
 import re
+from urllib.parse import urlsplit
 
 import pytest
 
 from webapp import create_app
 from webapp.errors import CSRF_MESSAGE
 from webapp.extensions import db
-from webapp.models import User
+from webapp.models import AdminAction, Reminder, User, WeightEntry
+from webapp.timeutil import utcnow
 from webapp.web import safe_next
 
 from .support import FAST_HASH, TEST_SECRET, add_user, log_in_client
@@ -252,3 +256,158 @@ def test_logged_in_visit_to_login_never_redirects_off_site(client, auth, target)
     auth.register()
     response = client.get("/account/login", query_string={"next": target})
     assert response.headers["Location"] == "/dashboard"
+
+
+# --- who may reach each route -----------------------------------------------------------------
+
+# The authorization table: every route the app serves, by endpoint, with what each kind of visitor
+# gets from it. test_every_route_is_in_the_authorization_table fails until a new route is added
+# here. Add a new route as one line: copy the line of a route that works the same way.
+#
+# A cell is "login" (redirected to the login page), "ok" (let in: any answer below 500 but a
+# redirect to log in, 401, 403 or 404; a form posted empty gets 422, a made-up token 400), or an
+# exact status such as 403 or 404. Columns: anonymous; a logged-in
+# user who owns the object in the URL; another logged-in user; an admin who owns nothing in the
+# URL. Every POST is also in the CSRF check above (test_every_post_route_refuses_...).
+ANON, USER, OTHER_USER, ADMIN = "anonymous", "user", "other user", "admin"
+PUBLIC = {ANON: "ok", USER: "ok", OTHER_USER: "ok", ADMIN: "ok"}
+LOGGED_IN = {ANON: "login", USER: "ok", OTHER_USER: "ok", ADMIN: "ok"}
+OWNER_ONLY = {ANON: "login", USER: "ok", OTHER_USER: 404, ADMIN: 404}  # someone else's: not found
+ADMINS_ONLY = {ANON: "login", USER: 403, OTHER_USER: 403, ADMIN: "ok"}
+STREAM = {ANON: 401, USER: "ok", OTHER_USER: "ok", ADMIN: "ok"}  # polling transports: no login page
+
+AUTHORIZATION = {
+    "static": PUBLIC,
+    "health.healthz": PUBLIC,
+    "tracking.index": LOGGED_IN,  # sends a visitor to the dashboard, or to log in
+    # accounts: signing up and in is for anyone; a signed link in an email needs no session
+    "accounts.signup": PUBLIC,
+    "accounts.login": PUBLIC,
+    "accounts.forgot_password": PUBLIC,
+    "accounts.reset_password": PUBLIC,
+    "accounts.confirm_email": PUBLIC,
+    # logging out always ends on the login page, and without a session it is harmless
+    "accounts.logout": {ANON: "login", USER: "login", OTHER_USER: "login", ADMIN: "login"},
+    "accounts.settings": LOGGED_IN,
+    "accounts.change_email": LOGGED_IN,
+    "accounts.change_password": LOGGED_IN,
+    "accounts.delete_account": LOGGED_IN,
+    "accounts.export_data": LOGGED_IN,
+    "accounts.logout_everywhere": LOGGED_IN,
+    # tracking: a user's own log
+    "tracking.dashboard": LOGGED_IN,
+    "tracking.add_entry": LOGGED_IN,
+    "tracking.history": LOGGED_IN,
+    "tracking.goal": LOGGED_IN,
+    "tracking.export_csv": LOGGED_IN,
+    "tracking.import_upload": LOGGED_IN,
+    "tracking.edit_entry": OWNER_ONLY,
+    "tracking.delete_entry": OWNER_ONLY,
+    # someone else's import is "no longer waiting": sent back to the upload form, nothing imported
+    "tracking.import_preview": {**OWNER_ONLY, OTHER_USER: "ok", ADMIN: "ok"},
+    "tracking.import_cancel": {**OWNER_ONLY, OTHER_USER: "ok", ADMIN: "ok"},
+    # reminders
+    "reminders.dismiss_banner": LOGGED_IN,
+    "reminders.unsubscribe": PUBLIC,  # the signed token in the URL is the authorization
+    # the live path: /events answers 204 (stop retrying) without a session, the others 401
+    "events.stream": {**STREAM, ANON: 204},
+    "events_fallback.area": STREAM,
+    "events_fallback.wait": STREAM,
+    # a plain GET without the Upgrade headers is a client error for anyone; the handshake itself
+    # is refused without a session (tests/test_fallback_transports.py)
+    "events_fallback.websocket": {ANON: 400, USER: 400, OTHER_USER: 400, ADMIN: 400},
+    # admin
+    "admin.inactive_users": ADMINS_ONLY,
+    "admin.live": ADMINS_ONLY,
+    "admin.export_csv": ADMINS_ONLY,
+    "admin.admins": ADMINS_ONLY,
+    "admin.grant_admin": ADMINS_ONLY,
+    "admin.remind": ADMINS_ONLY,
+    "admin.remove_admin": ADMINS_ONLY,
+}
+
+
+def _route_methods(app) -> list[tuple[str, str]]:
+    """Every (endpoint, GET or POST) the app serves; deleting the owner's entry comes last."""
+    return sorted(
+        (
+            (rule.endpoint, method)
+            for rule in app.url_map.iter_rules()
+            for method in (rule.methods or set()) & {"GET", "POST"}
+        ),
+        key=lambda pair: (pair == ("tracking.delete_entry", "POST"), pair),
+    )
+
+
+def test_every_route_is_in_the_authorization_table(app):
+    endpoints = {rule.endpoint for rule in app.url_map.iter_rules()}
+    assert sorted(endpoints - AUTHORIZATION.keys()) == [], "add these routes to AUTHORIZATION"
+    assert sorted(AUTHORIZATION.keys() - endpoints) == [], (
+        "these routes are gone: drop them from AUTHORIZATION"
+    )
+
+
+def _answered_as(response, expected: str | int) -> bool:
+    if isinstance(expected, int):
+        return response.status_code == expected
+    to_login = response.status_code in (301, 302, 303) and response.location.startswith("/account/login")
+    if expected == "login":
+        return to_login
+    return not to_login and response.status_code not in (401, 403, 404) and response.status_code < 500
+
+
+def _seed(app, client) -> dict:
+    """The owner's entry and pending import, another user and an admin; the URL values for each rule."""
+    with app.app_context():
+        owner = add_user("owner@example.com")
+        other = add_user("other@example.com")
+        admin = add_user("boss@example.com", admin=True)
+        db.session.add(WeightEntry(user_id=owner.id, measured_at=utcnow(), mass_g=72_000, note="mine"))
+        db.session.commit()
+        entry_id = db.session.scalar(db.select(WeightEntry.id))
+        ids = {OWNER: owner.id, OTHER_USER: other.id, ADMIN: admin.id}
+    log_in_client(client, app, ids[OWNER])
+    upload = client.post(
+        "/entries/import",
+        data={
+            "file": (io.BytesIO(b"date,weight\n2024-03-01,80\n"), "w.csv"),
+            "unit": "kg",
+            "date_order": "dmy",
+        },
+    )
+    token = upload.location.rsplit("/", 1)[-1]
+    client.post("/account/logout")
+    return {"ids": ids, "values": {"entry_id": entry_id, "token": token, "user_id": ids[OTHER_USER]}}
+
+
+OWNER = USER
+STATIC_FILE = "css/app.css"
+
+
+@pytest.mark.parametrize("role", [ANON, USER, OTHER_USER, ADMIN])
+def test_each_route_answers_each_visitor_as_the_table_says(app, role):
+    from flask import url_for
+
+    client = app.test_client()
+    seeded = _seed(app, client)
+    wrong = []
+    for endpoint, method in _route_methods(app):
+        rule = next(rule for rule in app.url_map.iter_rules() if rule.endpoint == endpoint)
+        values = {name: seeded["values"].get(name, "not-a-real-token") for name in rule.arguments}
+        if endpoint == "static":
+            values = {"filename": STATIC_FILE}
+        with app.test_request_context():
+            url = urlsplit(url_for(endpoint, **values)).path  # the websocket rule builds ws://
+        visitor = app.test_client()
+        if role != ANON:
+            log_in_client(visitor, app, seeded["ids"][role])
+        response = visitor.open(url, method=method)
+        expected = AUTHORIZATION[endpoint][role]
+        if not _answered_as(response, expected):
+            wrong.append((method, url, expected, response.status_code, response.location))
+        response.close()
+    assert not wrong, f"routes that did not answer {role} as AUTHORIZATION says: {wrong}"
+    if role != ADMIN:
+        with app.app_context():  # and nobody but an admin made an admin action or a reminder
+            assert db.session.scalar(db.select(db.func.count()).select_from(AdminAction)) == 0
+            assert db.session.scalar(db.select(db.func.count()).select_from(Reminder)) == 0
