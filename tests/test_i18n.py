@@ -185,3 +185,22 @@ def test_admin_page_and_error_pages_speak_korean(client, auth, app):
     missing = client.get("/no-such-page")
     assert missing.status_code == 404
     assert "여기에는 아무것도 없습니다." in missing.get_data(as_text=True)
+
+
+def test_wtforms_own_messages_speak_korean(app):
+    """The few validators without a message of ours use WTForms' own Korean catalogue."""
+    from flask_wtf import FlaskForm
+    from wtforms import IntegerField, StringField
+    from wtforms.validators import DataRequired
+
+    class Probe(FlaskForm):
+        class Meta:
+            csrf = False
+
+        name = StringField(validators=[DataRequired()])
+        count = IntegerField()
+
+    with app.test_request_context(method="POST", data={"count": "x"}, headers={"Accept-Language": "ko"}):
+        form = Probe()
+        assert not form.validate()
+        assert form.errors == {"name": ["이 항목은 필수입니다."], "count": ["올바르지 않은 정수 값입니다."]}

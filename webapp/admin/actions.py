@@ -38,7 +38,9 @@ class RemindResult:
 def remind_now(admin: User, user: User, now: datetime) -> RemindResult:
     """Send the user a reminder at once, through the lifecycle; an open one is re-announced, not doubled."""
     if not user.reminders_enabled:
-        raise AdminActionRefused(f"{user.email} has turned reminders off, so no reminder was sent.")
+        raise AdminActionRefused(
+            _("%(email)s has turned reminders off, so no reminder was sent.", email=user.email)
+        )
     reminder = None
     if user.open_reminder() is None:
         reminder = open_reminder(user.id, now, source="admin", admin_id=admin.id)

@@ -20,6 +20,7 @@ import random
 import time
 
 from flask import Blueprint, Flask, Response, current_app, request
+from flask_babel import gettext as _
 from flask_login import current_user
 from flask_sock import Sock
 
@@ -58,7 +59,9 @@ def _require_login():
 
 
 def _log_in_first() -> Response:
-    return Response("Log in to receive reminders.\n", status=401, mimetype="text/plain", headers=NO_STORE)
+    return Response(
+        _("Log in to receive reminders.") + "\n", status=401, mimetype="text/plain", headers=NO_STORE
+    )
 
 
 def _retry_after(reason: str | None) -> int:
