@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import json
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, Request, current_app, has_app_context, render_template, request
+from flask import Blueprint, Flask, Request, current_app, has_app_context, render_template, request, url_for
 from sqlalchemy import text
 
 from .extensions import db
 from .formatting import format_day, format_day_time
 
 health_bp = Blueprint("health", __name__)
+# What makes the site installable: the web app manifest and the favicon browsers ask for at /.
+shell_bp = Blueprint("shell", __name__)
+
+# Pico's primary blue, and its light and dark page backgrounds (templates/base.html's theme-color).
+THEME_COLOR = "#0172ad"
+BACKGROUND_LIGHT = "#ffffff"
+BACKGROUND_DARK = "#13171f"
 
 MEGABYTE = 1000 * 1000
 
@@ -83,6 +91,51 @@ def healthz():
     return {"status": "ok", "database": "ok"}
 
 
+@shell_bp.get("/manifest.webmanifest")
+def manifest():
+    """The web app manifest: installed, Weigh-in opens on the dashboard in its own window."""
+    from flask_babel import gettext as _
+
+    from .i18n import html_lang
+
+    def icon(filename: str, size: int, purpose: str = "any") -> dict:
+        return {
+            "src": url_for("static", filename=f"icons/{filename}"),
+            "sizes": f"{size}x{size}",
+            "type": "image/png",
+            "purpose": purpose,
+        }
+
+    body = {
+        "name": "Weigh-in",
+        "short_name": "Weigh-in",
+        "description": _("A weight log that reminds you when you have not weighed in for a while."),
+        "lang": html_lang(),
+        "id": url_for("tracking.dashboard"),
+        "start_url": url_for("tracking.dashboard"),
+        "scope": url_for("tracking.index"),
+        "display": "standalone",
+        "theme_color": THEME_COLOR,
+        "background_color": BACKGROUND_LIGHT,
+        "icons": [
+            icon("icon-192.png", 192),
+            icon("icon-512.png", 512),
+            icon("icon-maskable-512.png", 512, "maskable"),
+        ],
+    }
+    response = current_app.response_class(
+        json.dumps(body, ensure_ascii=False, indent=2), mimetype="application/manifest+json"
+    )
+    response.vary.add("Accept-Language")
+    return response
+
+
+@shell_bp.get("/favicon.ico")
+def favicon():
+    """The favicon at the address browsers try before they read the page."""
+    return current_app.send_static_file("icons/favicon.ico")
+
+
 def _security_headers(response):
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("X-Frame-Options", "DENY")
@@ -134,5 +187,6 @@ def register_template_helpers(app: Flask) -> None:
 def init_app(app: Flask) -> None:
     app.request_class = WeighinRequest
     app.register_blueprint(health_bp)
+    app.register_blueprint(shell_bp)
     register_template_helpers(app)
     app.after_request(_security_headers)
