@@ -25,16 +25,29 @@ def _strip(value):
     return value.strip() if isinstance(value, str) else value
 
 
-def _email_field() -> EmailField:
+def _valid_address(form, field) -> None:
+    """Validator: a well-formed address, stored normalised; quiet when an earlier check failed."""
+    if field.errors:
+        return
+    try:
+        field.data = validated_email(field.data)
+    except ValueError as error:
+        raise ValidationError(str(error)) from None
+
+
+def _email_field(label=None, required=None, *, check_address: bool = False) -> EmailField:
+    """An email field, normalised; `check_address` also refuses a malformed address (not at login,
+    where any text is looked up and fails as a wrong password would)."""
     return EmailField(
-        _l("Email"),
+        label or _l("Email"),
         filters=[normalise_email],
         validators=[
-            DataRequired(_l("Enter your email address.")),
+            DataRequired(required or _l("Enter your email address.")),
             Length(
                 max=MAX_EMAIL_LENGTH,
                 message=_l("An email address has at most %(max)d characters.", max=MAX_EMAIL_LENGTH),
             ),
+            *([_valid_address] if check_address else []),
         ],
     )
 
@@ -60,7 +73,7 @@ def _language_select() -> SelectField:
 
 
 class SignupForm(FlaskForm):
-    email = _email_field()
+    email = _email_field(check_address=True)
     password = PasswordField(
         _l("Password"), validators=[DataRequired(_l("Choose a password.")), _check_password_length]
     )
@@ -80,14 +93,6 @@ class SignupForm(FlaskForm):
         if canonical is None:
             raise ValidationError(_("Choose a time zone from the list."))
         field.data = canonical
-
-    def validate_email(self, field) -> None:
-        if self.email.errors:
-            return
-        try:
-            field.data = validated_email(field.data)
-        except ValueError as error:
-            raise ValidationError(str(error)) from None
 
 
 class LoginForm(FlaskForm):
@@ -187,15 +192,7 @@ def canonical_timezone(name: str | None) -> str | None:
 
 
 class ForgotPasswordForm(FlaskForm):
-    email = _email_field()
-
-    def validate_email(self, field) -> None:
-        if self.email.errors:
-            return
-        try:
-            field.data = validated_email(field.data)
-        except ValueError as error:
-            raise ValidationError(str(error)) from None
+    email = _email_field(check_address=True)
 
 
 class ResetPasswordForm(FlaskForm):
@@ -217,17 +214,7 @@ class DeleteAccountForm(FlaskForm):
 
 
 class ChangeEmailForm(FlaskForm):
-    email = EmailField(
-        _l("New email"),
-        filters=[normalise_email],
-        validators=[
-            DataRequired(_l("Enter your new email address.")),
-            Length(
-                max=MAX_EMAIL_LENGTH,
-                message=_l("An email address has at most %(max)d characters.", max=MAX_EMAIL_LENGTH),
-            ),
-        ],
-    )
+    email = _email_field(_l("New email"), _l("Enter your new email address."), check_address=True)
     password = PasswordField(
         _l("Password"),
         validators=[
@@ -235,14 +222,6 @@ class ChangeEmailForm(FlaskForm):
             Length(max=MAX_PASSWORD_LENGTH, message=_l("That password is not right.")),
         ],
     )
-
-    def validate_email(self, field) -> None:
-        if self.email.errors:
-            return
-        try:
-            field.data = validated_email(field.data)
-        except ValueError as error:
-            raise ValidationError(str(error)) from None
 
 
 class ConfirmForm(FlaskForm):
