@@ -102,3 +102,22 @@ def test_display_formats():
     assert format_change(1200, "kg") == "+1.2 kg"
     assert format_change(20, "kg") == "0.0 kg"
     assert format_change(None, "kg") == ""
+
+
+def test_weights_are_shown_with_the_locales_decimal_sign(app):
+    """Babel's decimal sign for the reader's locale; the digits round the same in every locale."""
+    from flask_babel import force_locale
+
+    from webapp.units import format_change, format_weight
+
+    with app.test_request_context():
+        for locale, shown, change in (
+            ("en", "72.5 kg", "\u22120.4 kg"),
+            ("ko", "72.5 kg", "\u22120.4 kg"),
+            ("de", "72,5 kg", "\u22120,4 kg"),
+        ):
+            with force_locale(locale):
+                assert format_weight(72_500, "kg") == shown
+                assert format_change(-400, "kg") == change
+    # What a German keyboard types back is read as the same weight.
+    assert parse_weight("72,5", "kg") == parse_weight("72.5", "kg") == 72_500

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import re
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from functools import lru_cache
 
+from babel.numbers import get_decimal_symbol
+from flask_babel import get_locale
 from flask_babel import gettext as _
 
 GRAMS_PER_KG = Decimal(1000)
@@ -95,12 +98,30 @@ def input_value(grams: int, unit: str) -> str:
     return text + "0" if text.endswith(".") else text
 
 
+@lru_cache(maxsize=16)
+def _decimal_symbol(locale: str) -> str:
+    return get_decimal_symbol(locale)
+
+
+def localise_number(text: str) -> str:
+    """A number written with a decimal point ('72.5'), in the reader's locale ('72,5' in German).
+
+    The digits are rounded by Python's formatting first, so every place rounds alike; Babel gives
+    the locale's decimal sign (outside any app or request: English).
+    """
+    locale = get_locale()
+    if locale is None:
+        return text
+    symbol = _decimal_symbol(str(locale))
+    return text if symbol == "." else text.replace(".", symbol)
+
+
 def format_weight(grams: int | float | None, unit: str, places: int = 1, with_unit: bool = True) -> str:
     """Grams for display in the user's unit, e.g. '72.5 kg'; an empty string for None."""
     if grams is None:
         return ""
     amount = from_grams(grams, unit)
-    text = f"{amount:.{places}f}"
+    text = localise_number(f"{amount:.{places}f}")
     return f"{text} {unit}" if with_unit else text
 
 
@@ -110,6 +131,6 @@ def format_change(grams: int | float | None, unit: str, places: int = 1) -> str:
         return ""
     amount = round(from_grams(grams, unit), places)
     if amount == 0:
-        return f"{0:.{places}f} {unit}"
+        return f"{localise_number(f'{0:.{places}f}')} {unit}"
     sign = "+" if amount > 0 else "\u2212"
-    return f"{sign}{abs(amount):.{places}f} {unit}"
+    return f"{sign}{localise_number(f'{abs(amount):.{places}f}')} {unit}"

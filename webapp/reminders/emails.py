@@ -26,7 +26,6 @@ def queue_reminder_email(user: User, reminder_id: int, now: datetime) -> None:
         "name": user.name,
         "days": max(0, (now - since).days),
         "ever_logged": user.last_weight_at is not None,
-        "last_weight": format_weight(latest.mass_g, user.unit) if latest is not None else "",
         "unit": user.unit,
         "log_url": public_url("tracking.dashboard", _anchor="quick-add"),
         "settings_url": public_url("accounts.settings"),
@@ -34,6 +33,8 @@ def queue_reminder_email(user: User, reminder_id: int, now: datetime) -> None:
         "lang": lang,
     }
     with force_locale(lang):
+        # Written in the user's language, as the rest of the message (its decimal sign).
+        context["last_weight"] = format_weight(latest.mass_g, user.unit) if latest is not None else ""
         text, html = render_message("reminder", **context)
         subject = gettext("Time to log your weight")
     enqueue(

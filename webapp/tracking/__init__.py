@@ -6,7 +6,7 @@ from jinja2 import pass_context
 
 from ..formatting import format_day_time
 from ..timeutil import get_zone, in_current_year
-from ..units import format_change, format_weight, input_value
+from ..units import format_change, format_weight, input_value, localise_number
 from .views import bp
 
 
@@ -46,7 +46,7 @@ def weight_exact_filter(context, grams) -> str:
     if grams is None:
         return ""
     unit = _viewer_unit(context)
-    return f"{input_value(grams, unit)} {unit}"
+    return f"{localise_number(input_value(grams, unit))} {unit}"
 
 
 @pass_context

@@ -16,7 +16,7 @@ from flask_babel import ngettext
 from markupsafe import Markup
 
 from ..formatting import format_day
-from ..units import format_weight, from_grams
+from ..units import format_weight, from_grams, localise_number
 from .trend import DayPoint
 
 WIDTH = 640
@@ -119,6 +119,10 @@ def build_chart(points: Sequence[DayPoint], target_g: int | None, unit: str, day
             return round((left + right) / 2, 1)
         return round(left + (right - left) * (day - first_day).days / day_span, 1)
 
+    def amount(value: float) -> str:
+        # One decimal, the locale's decimal sign and the unit, as the cards show a weight.
+        return f"{localise_number(f'{value:.1f}')} {unit}"
+
     def y_of(value: float) -> float:
         return round(bottom - (bottom - top) * (value - low) / (high - low), 1)
 
@@ -126,7 +130,7 @@ def build_chart(points: Sequence[DayPoint], target_g: int | None, unit: str, day
     # table all read them (from_grams is exact decimal arithmetic, too slow to repeat per use).
     for p, weight, trend in zip(shown, weights, trends, strict=True):
         x = x_of(p.day)
-        chart.dots.append((x, y_of(weight), f"{_day_label(p.day)}: {weight:.1f} {unit}"))
+        chart.dots.append((x, y_of(weight), f"{_day_label(p.day)}: {amount(weight)}"))
         line.append(f"{x},{y_of(trend)}")
     chart.trend_line = " ".join(line)
     if target_g is not None:
@@ -137,7 +141,7 @@ def build_chart(points: Sequence[DayPoint], target_g: int | None, unit: str, day
     decimals = 1 if step < 1 else 0
     for i in range(tick_count + 1):
         value = low + i * step
-        chart.y_ticks.append((y_of(value), f"{value:.{decimals}f}"))
+        chart.y_ticks.append((y_of(value), localise_number(f"{value:.{decimals}f}")))
 
     # About four date labels, evenly spread, ending on the last day without crowding it.
     label_every = max(1, math.ceil(day_span / 4))
@@ -151,11 +155,11 @@ def build_chart(points: Sequence[DayPoint], target_g: int | None, unit: str, day
         chart.x_ticks.append((x_of(last_day), _day_label(last_day)))
 
     chart.rows = [
-        (p.day, f"{weight:.1f} {unit}", f"{trend:.1f} {unit}")
+        (p.day, amount(weight), amount(trend))
         for p, weight, trend in zip(reversed(shown), reversed(weights), reversed(trends), strict=True)
     ]
-    lightest, heaviest = f"{min(weights):.1f} {unit}", f"{max(weights):.1f} {unit}"
-    trend_now = f"{trends[-1]:.1f} {unit}"
+    lightest, heaviest = amount(min(weights)), amount(max(weights))
+    trend_now = amount(trends[-1])
     parts = [
         ngettext(
             "%(num)d day of weights from %(first)s to %(last)s, between %(low)s and %(high)s.",
