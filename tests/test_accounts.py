@@ -108,7 +108,7 @@ def test_duplicate_email_gets_clear_message_regardless_of_case(client, app, auth
             "Enter a valid email address, such as ada@example.com.",
         ),
         ("ada@localhost", PASSWORD, "email", "Enter a valid email address, such as ada@example.com."),
-        ("ada@exa\x00mple.com", PASSWORD, "email", "Enter a valid email address, such as ada@example.com."),
+        ("ada@exa\x00mple.com", PASSWORD, "email", "Remove the control characters from the email address."),
         ("<script>@example.com", PASSWORD, "email", "Enter a valid email address, such as ada@example.com."),
         ("a" * 250 + "@example.com", PASSWORD, "email", "An email address has at most 254 characters."),
         ("ada@example.com", "", "password", "Choose a password."),

@@ -12,6 +12,7 @@ from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
 
 from ..i18n import LANGUAGE_NAMES, zone_from_accept_language
 from ..reminders.lifecycle import REMIND_AFTER_CHOICES, SITE_DEFAULT_DAYS
+from ..text import NoControlCharacters
 from ..timeutil import timezone_names
 from .emails import MAX_EMAIL_LENGTH, normalise_email, validated_email
 
@@ -43,6 +44,7 @@ def _email_field(label=None, required=None, *, check_address: bool = False) -> E
         filters=[normalise_email],
         validators=[
             DataRequired(required or _l("Enter your email address.")),
+            NoControlCharacters(_l("Remove the control characters from the email address.")),
             Length(
                 max=MAX_EMAIL_LENGTH,
                 message=_l("An email address has at most %(max)d characters.", max=MAX_EMAIL_LENGTH),
@@ -141,10 +143,11 @@ class SettingsForm(FlaskForm):
         _l("Display name"),
         filters=[_strip],
         validators=[
+            NoControlCharacters(_l("Use letters, digits, spaces and punctuation only.")),
             Length(
                 max=MAX_DISPLAY_NAME_LENGTH,
                 message=_l("Use at most %(max)d characters.", max=MAX_DISPLAY_NAME_LENGTH),
-            )
+            ),
         ],
     )
     unit = SelectField(_l("Unit"), choices=list(UNITS), validate_choice=False)
@@ -155,10 +158,6 @@ class SettingsForm(FlaskForm):
     reminders_enabled = BooleanField(_l("Remind me when I have not logged for a while"))
     email_reminders = BooleanField(_l("Email me reminders"))
     remind_after_days = DaysField(_l("Remind me after (days)"), filters=[_strip])
-
-    def validate_display_name(self, field) -> None:
-        if field.data and any(ord(c) < 32 or ord(c) == 127 for c in field.data):
-            raise ValidationError(_("Use letters, digits, spaces and punctuation only."))
 
     def validate_locale(self, field) -> None:
         # Not sent at all (a client that predates the field) keeps the language as it is.

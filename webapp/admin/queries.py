@@ -30,6 +30,7 @@ from flask_babel import lazy_gettext as _l
 
 from ..extensions import db
 from ..models import MAX_ID, AdminAction, Reminder, User
+from ..text import has_control_characters
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_THRESHOLD_DAYS = 3650
@@ -134,6 +135,10 @@ class InactiveFilter:
             notices.append(_("Unknown sort order; showing the longest inactive first."))
             sort = "longest"
         search = (args.get("q") or "").strip()
+        if has_control_characters(search):
+            # PostgreSQL refuses NUL even in a LIKE pattern; no address holds any of them.
+            notices.append(_("The email search had control characters, so it was left out."))
+            search = ""
         if len(search) > MAX_SEARCH_LENGTH:
             search = search[:MAX_SEARCH_LENGTH]
             notices.append(_("The email search was cut to %(max)d characters.", max=MAX_SEARCH_LENGTH))

@@ -26,6 +26,7 @@ from ..accounts.queries import user_by_email
 from ..csvcells import spreadsheet_safe
 from ..extensions import current_broker, db
 from ..models import MAX_ID, Reminder, User
+from ..text import has_control_characters
 from ..timeutil import get_zone, utcnow
 from ..web import is_htmx, render_page_or_fragment, safe_next
 from . import actions
@@ -268,6 +269,8 @@ def grant_admin():
     email = normalise_email(request.form.get("email", ""))
     if not email or len(email) > MAX_EMAIL_LENGTH:
         return _refuse(422, _("Enter the email address of an existing account."), back)
+    if has_control_characters(email):
+        return _refuse(422, _("Remove the control characters from the email address."), back)
     user = user_by_email(email)
     if user is None:
         return _refuse(404, _("There is no account with the email “%(email)s”.", email=email), back)

@@ -49,6 +49,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from ..csvcells import FORMULA_STARTS
+from ..text import has_control_characters
 from ..units import BOUNDS, MAX_GRAMS, MIN_GRAMS, to_grams
 
 MAX_LINE_BYTES = 16 * 1024
@@ -65,7 +66,6 @@ FORMAT_NAMES = {
 
 _NUMBER = re.compile(r"([0-9]{1,4})(?:[.,]([0-9]{1,15}))?", re.ASCII)
 _NEGATIVE = re.compile(r"-\s*[0-9]", re.ASCII)
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _DATE_HEADERS = {"date", "datetime", "date_time", "date time", "timestamp", "measured_at", "day", "when"}
 _TIME_HEADERS = {"time"}
 _NOTE_HEADERS = {"note", "notes", "comment", "comments", "log"}
@@ -201,7 +201,7 @@ def clean_note(text: str) -> str:
     note = text.strip()
     if len(note) > MAX_NOTE_CHARS:
         raise RowError(_("the note is longer than %(max)d characters", max=MAX_NOTE_CHARS))
-    if _CONTROL.search(note):
+    if has_control_characters(note, multi_line=True):
         raise RowError(_("the note has control characters"))
     return note
 

@@ -6,7 +6,6 @@ dates are typed in the user's time zone and stored in UTC.
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, tzinfo
 
 from flask_babel import gettext as _
@@ -17,13 +16,13 @@ from wtforms import HiddenField, SelectChoice, SelectField, StringField
 from wtforms.validators import Length, ValidationError
 from wtforms.widgets import DateTimeLocalInput
 
+from ..text import NoControlCharacters
 from ..timeutil import utcnow
 from ..units import WeightError, parse_weight
 
 LOCAL_FORMATS = ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S")
 INPUT_FORMAT = "%Y-%m-%dT%H:%M"
 EARLIEST_YEAR = 1900
-_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def _strip(value):
@@ -80,7 +79,11 @@ class EntryForm(_UserForm):
     note = StringField(
         _l("Note (optional)"),
         filters=[_strip],
-        validators=[Length(max=500, message=_l("Keep the note to 500 characters or fewer."))],
+        validators=[
+            # PostgreSQL refuses NUL in text, and other control characters are never typed on purpose.
+            NoControlCharacters(_l("Remove the control characters from the note."), multi_line=True),
+            Length(max=500, message=_l("Keep the note to 500 characters or fewer.")),
+        ],
     )
     # The moment in UTC, set by validation like grams.
     measured_at_utc: datetime
@@ -96,11 +99,6 @@ class EntryForm(_UserForm):
             self.grams = parse_weight(field.data, self.unit)
         except WeightError as error:
             raise ValidationError(str(error)) from None
-
-    def validate_note(self, field):
-        # PostgreSQL refuses NUL in text, and other control characters are never typed on purpose.
-        if field.data and _CONTROL_CHARACTERS.search(field.data):
-            raise ValidationError(_("Remove the control characters from the note."))
 
     def validate_measured_at(self, field):
         if field.data and field.data == self.measured_at_default.data:
