@@ -18,6 +18,7 @@ from .support import (
     ServerProcess,
     build_app,
     flask_cli,
+    pg_database_url,
     server_env,
     translations_script,
     unavailable,
@@ -27,7 +28,6 @@ from .support import (
 # even through another fixture, gets the `services` marker, so `-m "not services"` runs with
 # neither server; a test that connects on its own carries the marker itself.
 SERVICE_FIXTURES = {
-    "empty_postgres",
     "postgres_url",
     "pg_template",
     "scratch_database",
@@ -156,23 +156,6 @@ def seeder(server, make_seeder):
     return make_seeder(server)
 
 
-@pytest.fixture
-def empty_postgres():
-    """A fresh, empty PostgreSQL database for one test (weighin_t_<random>), dropped afterwards."""
-    try:
-        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
-    except psycopg.Error as error:
-        unavailable(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {error}")
-    name = f"weighin_t_{secrets.token_hex(5)}"
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 
 
@@ -212,31 +195,19 @@ def smtp_server(tmp_path):
     server.stop()
 
 
-POSTGRES_ADMIN_URL = os.environ.get(
-    "WEIGHIN_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
-
-
 @pytest.fixture
 def postgres_url():
-    """A scratch PostgreSQL database of its own (empty, not migrated), dropped afterwards."""
-    import uuid
-
-    import sqlalchemy as sa
-
+    """A fresh, empty PostgreSQL database for one test (weighin_t_<random>, not migrated), as the
+    app's URL; dropped afterwards."""
     try:
-        admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except Exception as error:  # noqa: BLE001 - any failure to connect means "not here"
-        unavailable(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {error}")
-    name = f"weighin_t_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = admin.url.set(database=name).render_as_string(hide_password=False)
+        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
+    except psycopg.Error as error:
+        unavailable(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {error}")
+    name = f"weighin_t_{secrets.token_hex(5)}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield url
+        yield pg_database_url(name)
     finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

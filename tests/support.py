@@ -171,6 +171,12 @@ def server_env(tmp_path: Path, **overrides) -> dict:
 PG_ADMIN_URL = os.environ.get("WEIGHIN_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
+def pg_database_url(name: str) -> str:
+    """The app's (SQLAlchemy) URL of the database `name` on the tests' PostgreSQL server."""
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    return f"{base.replace('postgresql://', 'postgresql+psycopg://', 1)}/{name}"
+
+
 def process_children(pid: int) -> list[int]:
     """Ids of the live (not zombie) child processes of pid, read from /proc."""
     children = []

@@ -211,9 +211,9 @@ def test_user_b_never_receives_user_a_events(server, seeder):
 
 
 @pytest.fixture
-def pg_server(make_server, empty_postgres):
+def pg_server(make_server, postgres_url):
     """The embedded server on a PostgreSQL database, where two transactions can race."""
-    return make_server("pg-server", DATABASE_URL=empty_postgres, SSE_HEARTBEAT=1, SSE_MAX_LIFETIME=600)
+    return make_server("pg-server", DATABASE_URL=postgres_url, SSE_HEARTBEAT=1, SSE_MAX_LIFETIME=600)
 
 
 @pytest.fixture

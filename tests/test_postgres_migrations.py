@@ -15,9 +15,9 @@ from .support import flask_cli, server_env
 pytestmark = pytest.mark.services
 
 
-def test_upgrade_then_check_on_a_fresh_postgres(tmp_path, empty_postgres):
+def test_upgrade_then_check_on_a_fresh_postgres(tmp_path, postgres_url):
     # A plain postgresql:// URL, as people write it: the app picks psycopg 3 by itself.
-    env = server_env(tmp_path, DATABASE_URL=empty_postgres)
+    env = server_env(tmp_path, DATABASE_URL=postgres_url)
     flask_cli(["db", "upgrade"], env)
     checked = flask_cli(["db", "check"], env, check=False)
     assert checked.returncode == 0, (
@@ -26,15 +26,15 @@ def test_upgrade_then_check_on_a_fresh_postgres(tmp_path, empty_postgres):
     assert len(flask_cli(["db", "heads"], env).stdout.strip().splitlines()) == 1
     # And down again to nothing, so every migration's downgrade runs on PostgreSQL too.
     flask_cli(["db", "downgrade", "base"], env)
-    with psycopg.connect(empty_postgres) as conn:
+    with psycopg.connect(postgres_url.replace("postgresql+psycopg://", "postgresql://", 1)) as conn:
         tables = {
             row[0] for row in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
         }
     assert tables <= {"alembic_version"}
 
 
-def test_scan_lock_lets_one_scanner_in(empty_postgres):
-    engine = sa.create_engine(empty_postgres.replace("postgresql://", "postgresql+psycopg://", 1))
+def test_scan_lock_lets_one_scanner_in(postgres_url):
+    engine = sa.create_engine(postgres_url)
     try:
         holding = threading.Event()
         release = threading.Event()

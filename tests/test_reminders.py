@@ -119,8 +119,8 @@ def test_scan_claims_only_due_users_through_the_index(app):
         assert "SCAN users" not in plan
 
 
-def test_scan_claims_only_due_users_through_the_index_on_postgresql(tmp_path, empty_postgres):
-    app = build_app(tmp_path, SQLALCHEMY_DATABASE_URI=empty_postgres)
+def test_scan_claims_only_due_users_through_the_index_on_postgresql(tmp_path, postgres_url):
+    app = build_app(tmp_path, SQLALCHEMY_DATABASE_URI=postgres_url)
     try:
         with app.app_context():
             # With sequential scans priced out, a plan that still shows one could not use the index.

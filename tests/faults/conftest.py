@@ -16,6 +16,7 @@ from ..support import (
     GunicornProcess,
     RedisServer,
     flask_cli,
+    pg_database_url,
     server_env,
     stop_process_group,
     unavailable,
@@ -30,11 +31,6 @@ def _admin_connection():
         unavailable(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {error}")
 
 
-def database_url(name: str) -> str:
-    base = PG_ADMIN_URL.rsplit("/", 1)[0]
-    return f"{base.replace('postgresql://', 'postgresql+psycopg://', 1)}/{name}"
-
-
 @pytest.fixture(scope="session")
 def pg_template(tmp_path_factory):
     """A freshly migrated database that each test's database is copied from; dropped at the end."""
@@ -42,7 +38,7 @@ def pg_template(tmp_path_factory):
     with _admin_connection() as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
-        env = server_env(tmp_path_factory.mktemp("pg-template"), DATABASE_URL=database_url(name))
+        env = server_env(tmp_path_factory.mktemp("pg-template"), DATABASE_URL=pg_database_url(name))
         flask_cli(["db", "upgrade"], env)
         yield name
     finally:
@@ -60,7 +56,7 @@ def scratch_database(pg_template):
         with _admin_connection() as conn:
             conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
         names.append(name)
-        return database_url(name)
+        return pg_database_url(name)
 
     yield make
     with _admin_connection() as conn:
