@@ -204,3 +204,19 @@ def test_wtforms_own_messages_speak_korean(app):
         form = Probe()
         assert not form.validate()
         assert form.errors == {"name": ["이 항목은 필수입니다."], "count": ["올바르지 않은 정수 값입니다."]}
+
+
+@pytest.mark.parametrize(
+    "header, heading, button",
+    [
+        ("en-US", "A weight log that reminds you", "Create an account"),
+        (KOREAN_BROWSER, "체중 기록장", "계정 만들기"),
+    ],
+)
+def test_the_front_page_says_what_weigh_in_is(client, auth, header, heading, button):
+    page = client.get("/", headers={"Accept-Language": header})
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert heading in html and button in html
+    auth.register()
+    assert client.get("/").location.endswith("/dashboard")

@@ -279,7 +279,9 @@ STREAM = {ANON: 401, USER: "ok", OTHER_USER: "ok", ADMIN: "ok"}  # polling trans
 AUTHORIZATION = {
     "static": PUBLIC,
     "health.healthz": PUBLIC,
-    "tracking.index": LOGGED_IN,  # sends a visitor to the dashboard, or to log in
+    "shell.manifest": PUBLIC,  # what makes the site installable, and the favicon browsers ask for
+    "shell.favicon": PUBLIC,
+    "tracking.index": PUBLIC,  # what Weigh-in is for a visitor; the dashboard for a user
     # accounts: signing up and in is for anyone; a signed link in an email needs no session
     "accounts.signup": PUBLIC,
     "accounts.login": PUBLIC,

@@ -85,9 +85,10 @@ def _dashboard_context(
 
 @bp.get("/")
 def index():
+    """The dashboard for a signed-in user; for anyone else, a few lines on what Weigh-in is."""
     if current_user.is_authenticated:
         return redirect(url_for("tracking.dashboard"))
-    return redirect(url_for("accounts.login"))
+    return render_template("tracking/welcome.html")
 
 
 @bp.get("/dashboard")
