@@ -108,3 +108,54 @@ def test_logging_out_ends_that_logins_streams_and_no_other(make_server):
         for stream in streams:
             stream.close()
         seeder.close()
+
+
+def test_logging_out_ends_that_logins_long_poll_and_websocket(make_server):
+    import threading
+
+    import httpx
+    from simple_websocket import Client, ConnectionClosed
+
+    server = make_server(SSE_HEARTBEAT=60)
+    seeder = Seeder(server)
+    try:
+        ada = seeder.user("ada@example.com", days_ago=8)
+        cookie = seeder.cookie(ada)
+        headers = {"Cookie": f"session={cookie}"}
+        area = f"{server.url}/events/area"
+        # With ?after= the socket waits for news; the scan's news shows it is subscribed. (Not the
+        # first frame: simple-websocket's client can lose one that comes with the handshake.)
+        after = httpx.get(area, headers=headers).headers["X-Event-Id"]
+        ws = Client.connect(f"ws://127.0.0.1:{server.port}/events/ws?after={after}", headers=headers)
+        seeder.scan()
+        assert ws.receive(timeout=WAIT) is not None, server.log()
+        newest = httpx.get(area, headers=headers).headers["X-Event-Id"]
+        long_poll: dict = {}
+
+        def wait() -> None:
+            long_poll["response"] = httpx.get(
+                f"{server.url}/events/wait", params={"after": newest}, headers=headers, timeout=90
+            )
+
+        poller = threading.Thread(target=wait, daemon=True)
+        poller.start()
+        # A poll waiting on the server (a stream is subscribed once it says connected; the long
+        # poll subscribes as quickly, so one connected stream after it means it waits too).
+        RawStream(server.port, seeder.cookie(ada)).connected().close()
+
+        with httpx.Client(base_url=server.url, timeout=30) as browser:
+            browser.cookies.set("session", cookie, domain="127.0.0.1")
+            token = csrf_token(browser)
+            assert browser.post("/account/logout", headers={"X-CSRFToken": token}).status_code == 302
+
+        poller.join(timeout=WAIT)
+        assert long_poll["response"].status_code == 401
+        closed = None
+        try:
+            while ws.receive(timeout=WAIT) is not None:
+                pass
+        except ConnectionClosed as error:
+            closed = error
+        assert closed is not None and ws.close_reason == 1008, ws.close_reason
+    finally:
+        seeder.close()
