@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from babel.messages.pofile import read_po
 
@@ -220,3 +222,19 @@ def test_the_front_page_says_what_weigh_in_is(client, auth, header, heading, but
     assert heading in html and button in html
     auth.register()
     assert client.get("/").location.endswith("/dashboard")
+
+
+def test_an_idle_users_changes_say_up_to_which_day(client, auth):
+    from datetime import timedelta
+
+    from webapp.timeutil import utcnow
+
+    auth.register()
+    then = (utcnow() - timedelta(days=10)).strftime("%Y-%m-%dT%H:%M")
+    client.post("/entries", data={"weight": "72.5", "measured_at": then})
+    html = client.get("/dashboard").get_data(as_text=True)
+    assert 'id="change-as-of">up to your last weight, on ' in html
+    # The form's own "now", in the user's zone: a weight today brings the changes up to date.
+    now = re.search(r'name="measured_at_default" type="hidden" value="([^"]+)"', html).group(1)
+    client.post("/entries", data={"weight": "72.4", "measured_at": now, "measured_at_default": now})
+    assert 'id="change-as-of"' not in client.get("/dashboard").get_data(as_text=True)

@@ -202,3 +202,16 @@ def test_chart_of_one_day_and_of_nothing():
     assert single.x_ticks == [(single.dots[0][0], "1 Mar")]
     assert "176.4 lb" in single.description
     assert build_chart([], None, "kg").empty
+
+
+def test_the_chart_ends_today_for_someone_idle():
+    """A week without weights shows as room at the right, not as a chart that looks current."""
+    points = smooth([(day(0), 80_000), (day(10), 78_000)])
+    chart = build_chart(points, None, "kg", today=day(20))
+    left, top, right, bottom = chart.plot
+    xs = [x for x, _, _ in chart.dots]
+    assert xs[0] == left and xs[-1] == round(left + (right - left) / 2, 1)
+    assert chart.x_ticks[-1][1] == "21 Mar"
+    assert "from 1 Mar to 11 Mar" in chart.description
+    # Idle for longer than the chart's window: the last weight is still drawn.
+    assert len(build_chart(points, None, "kg", today=day(400)).dots) == 1

@@ -87,14 +87,25 @@ def _day_label(day: date) -> str:
     return format_day(day, with_year=False)
 
 
-def build_chart(points: Sequence[DayPoint], target_g: int | None, unit: str, days: int = CHART_DAYS) -> Chart:
-    """Lay out the last `days` days of points (and the goal) on the chart, in the user's unit."""
+def build_chart(
+    points: Sequence[DayPoint],
+    target_g: int | None,
+    unit: str,
+    days: int = CHART_DAYS,
+    today: date | None = None,
+) -> Chart:
+    """Lay out the last `days` days of points (and the goal) on the chart, in the user's unit.
+
+    The time axis ends today (in the user's zone), so a week without weights shows as a gap at the
+    right rather than a chart that looks current; with no weight in the window, the last one stays.
+    """
     chart = Chart()
     if not points:
         chart.description = _("No weights logged yet.")
         return chart
-    last_day = points[-1].day
-    shown = [p for p in points if (last_day - p.day).days <= days]
+    data_last_day = points[-1].day
+    last_day = max(data_last_day, today) if today is not None else data_last_day
+    shown = [p for p in points if (last_day - p.day).days <= days] or [points[-1]]
     first_day = shown[0].day
 
     weights = [from_grams(p.weight_g, unit) for p in shown]
@@ -165,8 +176,8 @@ def build_chart(points: Sequence[DayPoint], target_g: int | None, unit: str, day
             "%(num)d day of weights from %(first)s to %(last)s, between %(low)s and %(high)s.",
             "%(num)d days of weights from %(first)s to %(last)s, between %(low)s and %(high)s.",
             len(shown),
-            first=_day_label(first_day),
-            last=_day_label(last_day),
+            first=_day_label(shown[0].day),
+            last=_day_label(data_last_day),
             low=lightest,
             high=heaviest,
         ),

@@ -68,6 +68,7 @@ def _dashboard_context(
         start_g=goal.start_g if goal else None,
         goal_set_at=goal.created_at if goal else None,
     )
+    today = utcnow().astimezone(zone).date()
     if form is None:
         # A fresh form, not the one just posted: after a save the field is empty, so a second
         # tap cannot save the same weight again.
@@ -75,7 +76,8 @@ def _dashboard_context(
         form.prefill_now()
     return {
         "summary": summary,
-        "chart": build_chart(summary.points, summary.target_g, user.unit),
+        "chart": build_chart(summary.points, summary.target_g, user.unit, today=today),
+        "today": today,
         "recent": log[:RECENT_ENTRIES],
         "form": form,
         "message": message,
