@@ -10,25 +10,21 @@ import pytest
 from webapp.extensions import db
 from webapp.models import User, WeightEntry
 
-from .support import FAST_HASH, build_app, log_in_client
+from .support import FAST_HASH, add_user, build_app, log_in_client
 
 PASSWORD = "correct horse"
 EMAIL_MESSAGE = "Remove the control characters from the email address."
 
 
 @pytest.fixture
-def pg_app(tmp_path, empty_postgres):
+def pg_app(tmp_path, postgres_url):
     app = build_app(
         tmp_path,
-        SQLALCHEMY_DATABASE_URI=empty_postgres.replace("postgresql://", "postgresql+psycopg://", 1),
+        SQLALCHEMY_DATABASE_URI=postgres_url,
         PASSWORD_HASH_METHOD=FAST_HASH,
     )
     with app.app_context():
-        admin = User(email="ada@example.com", is_admin=True)
-        admin.set_password(PASSWORD)
-        db.session.add(admin)
-        db.session.commit()
-        admin_id = admin.id
+        admin_id = add_user("ada@example.com", admin=True, password=PASSWORD).id
     app.config["ADMIN_ID"] = admin_id
     yield app
     with app.app_context():
