@@ -238,3 +238,14 @@ def test_an_idle_users_changes_say_up_to_which_day(client, auth):
     now = re.search(r'name="measured_at_default" type="hidden" value="([^"]+)"', html).group(1)
     client.post("/entries", data={"weight": "72.4", "measured_at": now, "measured_at_default": now})
     assert 'id="change-as-of"' not in client.get("/dashboard").get_data(as_text=True)
+
+
+def test_the_latest_card_shows_the_entry_as_the_table_does(client, auth):
+    auth.register()
+    page = client.get("/dashboard").get_data(as_text=True)
+    now = re.search(r'name="measured_at_default" type="hidden" value="([^"]+)"', page).group(1)
+    client.post("/entries", data={"weight": "79.25", "measured_at": now, "measured_at_default": now})
+    html = client.get("/dashboard").get_data(as_text=True)
+    card = html[html.index('id="stat-latest"') : html.index('id="stat-trend"')]
+    assert "79.25 kg" in card
+    assert '<td class="num">79.25 kg</td>' in html
