@@ -303,6 +303,7 @@ AUTHORIZATION = {
     "tracking.goal": LOGGED_IN,
     "tracking.export_csv": LOGGED_IN,
     "tracking.import_upload": LOGGED_IN,
+    "tracking.import_progress": LOGGED_IN,
     "tracking.edit_entry": OWNER_ONLY,
     "tracking.delete_entry": OWNER_ONLY,
     # someone else's import is "no longer waiting": sent back to the upload form, nothing imported

@@ -276,6 +276,11 @@ class PendingImport(Model):
     refused_count: Mapped[int] = mapped_column(sa.Integer, default=0)
     problems: Mapped[str] = mapped_column(sa.Text, default="[]")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    # While the file is read: how far (percent of its bytes, lines), for the progress the page
+    # polls; ready once every row is staged and classified, and only then can it be previewed.
+    percent_read: Mapped[int] = mapped_column(sa.SmallInteger, default=0, server_default="0")
+    lines_read: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    ready: Mapped[bool] = mapped_column(default=False, server_default=sa.true())
 
 
 class PendingImportRow(Model):

@@ -18,17 +18,21 @@ from typing import IO
 
 import sqlalchemy as sa
 from flask_babel import gettext as _
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
+from sqlalchemy.orm.exc import StaleDataError
 
 from ..extensions import db
 from ..models import PendingImport, PendingImportRow, User, WeightEntry
 from ..reminders.lifecycle import record_weight_logged
 from ..timeutil import UTCDateTime, utcnow
-from .csv_formats import CsvImport, ImportOptions, ParsedRow, RefusedRow
+from .csv_formats import CsvImport, ImportFileError, ImportOptions, ParsedRow, RefusedRow
 
 # How long a preview waits for its confirmation; older ones are deleted at the next upload.
 PENDING_FOR = timedelta(hours=1)
 BATCH_ROWS = 1000
+# Commit (and so show progress) every this many batches: a few times a second at full speed.
+PROGRESS_BATCHES = 5
 # The preview lists this many refused rows and conflicts; the counts are always complete.
 SHOWN_PROBLEMS = 200
 MAX_FILENAME = 255
@@ -100,15 +104,26 @@ def _count(pending: PendingImport) -> dict[str, int]:
     return {status: count for status, count in counts}
 
 
+def _size(stream: IO[bytes]) -> int:
+    stream.seek(0, 2)
+    size = stream.tell()
+    stream.seek(0)
+    return size
+
+
 def stage_import(
     user: User, stream: IO[bytes], filename: str, options: ImportOptions, now: datetime | None = None
 ) -> PendingImport:
     """Parse an upload into a pending import and classify its rows; raises ImportFileError.
 
-    Commits on success; on a file that cannot be read, rolls back so nothing stays staged.
+    Commits as it goes (every PROGRESS_BATCHES batches, with how far it has read), so the page's
+    progress poll can see it; a file that turns out unreadable is then deleted again, staged
+    rows and all, before the error is raised: nothing stays behind.
     """
     now = now or utcnow()
+    size = max(_size(stream), 1)
     _delete_pending(sa.or_(PendingImport.user_id == user.id, PendingImport.created_at < _expired_before(now)))
+    pending_id = None
     try:
         parsed = CsvImport(stream, options)
         pending = PendingImport(
@@ -118,44 +133,72 @@ def stage_import(
             file_format=parsed.format,
             unit=parsed.unit,
             created_at=now,
+            ready=False,
         )
         db.session.add(pending)
-        db.session.flush()
+        db.session.commit()
+        pending_id = pending.id
         refused: list[tuple[int, str]] = []
         refused_count = 0
         batch: list[dict] = []
+        batches = 0
         for item in parsed:
             if isinstance(item, RefusedRow):
                 refused_count += 1
                 if len(refused) < SHOWN_PROBLEMS:
                     refused.append((item.line, item.reason))
                 continue
-            batch.append(_staged(pending.id, item))
+            batch.append(_staged(pending_id, item))
             if len(batch) >= BATCH_ROWS:
                 db.session.execute(sa.insert(PendingImportRow), batch)
+                batches += 1
+                if batches % PROGRESS_BATCHES == 0:
+                    pending.lines_read = item.line
+                    pending.percent_read = min(99, stream.tell() * 100 // size)
+                    db.session.commit()
                 batch = []
         if batch:
             db.session.execute(sa.insert(PendingImportRow), batch)
-    except Exception:
+        pending.percent_read = 100
+        _classify(pending, user.id)
+        counts = _count(pending)
+        conflicts = db.session.execute(
+            db.select(PendingImportRow.line)
+            .where(PendingImportRow.import_id == pending.id, PendingImportRow.status == "conflict")
+            .order_by(PendingImportRow.line)
+            .limit(SHOWN_PROBLEMS)
+        ).scalars()
+        conflict = _("an entry at that moment already has another weight; the existing entry is kept")
+        problems = sorted(refused + [(line, conflict) for line in conflicts])[:SHOWN_PROBLEMS]
+        pending.added_count = counts.get("new", 0)
+        pending.duplicate_count = counts.get("duplicate", 0)
+        pending.conflict_count = counts.get("conflict", 0)
+        pending.refused_count = refused_count
+        pending.problems = json.dumps(problems)
+        pending.ready = True
+        db.session.commit()
+    except Exception as error:
         db.session.rollback()
+        if pending_id is not None:
+            _delete_pending(PendingImport.id == pending_id)
+            db.session.commit()
+        if isinstance(error, IntegrityError | StaleDataError):
+            # A second upload from another tab replaced this one while it was being read.
+            raise ImportFileError(
+                _("A newer upload replaced this one. Nothing was imported from it.")
+            ) from None
         raise
-    _classify(pending, user.id)
-    counts = _count(pending)
-    conflicts = db.session.execute(
-        db.select(PendingImportRow.line)
-        .where(PendingImportRow.import_id == pending.id, PendingImportRow.status == "conflict")
-        .order_by(PendingImportRow.line)
-        .limit(SHOWN_PROBLEMS)
-    ).scalars()
-    conflict = _("an entry at that moment already has another weight; the existing entry is kept")
-    problems = sorted(refused + [(line, conflict) for line in conflicts])[:SHOWN_PROBLEMS]
-    pending.added_count = counts.get("new", 0)
-    pending.duplicate_count = counts.get("duplicate", 0)
-    pending.conflict_count = counts.get("conflict", 0)
-    pending.refused_count = refused_count
-    pending.problems = json.dumps(problems)
-    db.session.commit()
     return pending
+
+
+def import_in_progress(user: User) -> PendingImport | None:
+    """The user's upload that is still being read, for the progress the import page polls."""
+    return db.session.scalar(
+        db.select(PendingImport)
+        .where(PendingImport.user_id == user.id, PendingImport.ready.is_(False))
+        .order_by(PendingImport.id.desc())
+        .limit(1)
+    )
 
 
 def _staged(import_id: int, row: ParsedRow) -> dict:
@@ -180,6 +223,7 @@ def pending_import(user: User, token: str, now: datetime | None = None) -> Pendi
             PendingImport.token == token,
             PendingImport.user_id == user.id,
             PendingImport.created_at >= _expired_before(now),
+            PendingImport.ready.is_(True),
         )
     )
 

@@ -271,11 +271,26 @@ def import_upload():
         except ImportFileError as problem:
             error = str(problem)
         else:
-            return redirect(url_for("tracking.import_preview", token=pending.token))
+            preview = url_for("tracking.import_preview", token=pending.token)
+            if is_htmx():
+                return "", 200, {"HX-Redirect": preview}
+            return redirect(preview)
     status = 422 if (form.errors or error) else 200
-    return render_template(
-        "tracking/import.html", form=form, error=error, max_mb=IMPORT_MAX_BYTES // MEGABYTE
-    ), status
+    return render_page_or_fragment(
+        "tracking/import.html",
+        "tracking/_import_form.html",
+        status=status,
+        form=form,
+        error=error,
+        max_mb=IMPORT_MAX_BYTES // MEGABYTE,
+    )
+
+
+@bp.get("/entries/import/progress")
+@login_required
+def import_progress():
+    """How far the server has read the user's upload: the fragment the import page polls."""
+    return render_template("tracking/_import_progress.html", reading=imports.import_in_progress(_user()))
 
 
 def _own_pending_import(token: str):
