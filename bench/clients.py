@@ -54,7 +54,9 @@ class Client:
         mode: str,
         interval: float,
         gate: asyncio.Semaphore,
+        path: str = "/events",
     ):
+        self.path = path.format(user=user_id)
         self.host, self.port = host, port
         self.user_id, self.cookie = user_id, cookie
         self.stats, self.mode, self.interval, self.gate = stats, mode, interval, gate
@@ -116,7 +118,7 @@ class Client:
         reader, writer = await self._open()
         try:
             extra = f"Last-Event-ID: {self.after}\r\n" if self.after is not None else ""
-            request = self._request("/events", "Accept: text/event-stream\r\n" + extra)
+            request = self._request(self.path, "Accept: text/event-stream\r\n" + extra)
             writer.write(request)
             self.stats.bytes_out += len(request)
             self.stats.requests += 1
@@ -233,12 +235,12 @@ class Client:
             self._close(writer)
 
 
-async def _main(conn, host, port, users, mode, interval, ramp_concurrency):
+async def _main(conn, host, port, users, mode, interval, ramp_concurrency, path):
     raise_nofile()
     stats = Stats()
     gate = asyncio.Semaphore(ramp_concurrency)
     tasks = [
-        asyncio.create_task(Client(host, port, uid, cookie, stats, mode, interval, gate).run())
+        asyncio.create_task(Client(host, port, uid, cookie, stats, mode, interval, gate, path).run())
         for uid, cookie in users
     ]
     loop = asyncio.get_running_loop()
@@ -276,8 +278,8 @@ async def _main(conn, host, port, users, mode, interval, ramp_concurrency):
         conn.send(report)
 
 
-def _process(conn, host, port, users, mode, interval, ramp_concurrency):
-    asyncio.run(_main(conn, host, port, users, mode, interval, ramp_concurrency))
+def _process(conn, host, port, users, mode, interval, ramp_concurrency, path):
+    asyncio.run(_main(conn, host, port, users, mode, interval, ramp_concurrency, path))
 
 
 class ClientPool:
@@ -292,7 +294,9 @@ class ClientPool:
         processes: int = 2,
         interval: float = 5.0,
         ramp_concurrency: int = 200,
+        path: str = "/events",
     ):
+        """`path` is the SSE stream's path; `{user}` in it becomes each client's user id."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
         host, port = url.split("//", 1)[1].rsplit(":", 1)
@@ -305,7 +309,16 @@ class ClientPool:
             parent, child = context.Pipe()
             proc = context.Process(
                 target=_process,
-                args=(child, host, int(port), share, mode, interval, max(1, ramp_concurrency // processes)),
+                args=(
+                    child,
+                    host,
+                    int(port),
+                    share,
+                    mode,
+                    interval,
+                    max(1, ramp_concurrency // processes),
+                    path,
+                ),
                 daemon=True,
             )
             proc.start()

@@ -327,8 +327,12 @@ class Server:
         workers: int = 2,
         env: dict | None = None,
         log_path: Path | None = None,
+        wsgi_app: str = "wsgi:app",
+        gunicorn_config: str = "gunicorn.conf.py",
     ):
         self.kind = kind
+        # gunicorn only: what it serves and its settings (bench/peer_flask_sse.py for the peer)
+        self.wsgi_app, self.gunicorn_config = wsgi_app, gunicorn_config
         self.port = free_port()
         self.control_port = free_port() if kind == "embedded" else None
         self.url = f"http://127.0.0.1:{self.port}"
@@ -362,7 +366,7 @@ class Server:
                 "-m",
                 "gunicorn",
                 "-c",
-                "gunicorn.conf.py",
+                self.gunicorn_config,
                 "-k",
                 "gevent",
                 "-w",
@@ -373,7 +377,7 @@ class Server:
                 "4096",
                 "-b",
                 f"127.0.0.1:{self.port}",
-                "wsgi:app",
+                self.wsgi_app,
             ]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(

@@ -125,3 +125,38 @@ def test_data_harness_imports_and_exports_every_row(tmp_path):
     assert (row["added"], row["saved"]) == (300, 300)
     assert row["export_mib"] is not None and row["preview_peak_mib"] is not None
     assert json.loads(out.read_text())["rows"][0]["rows"] == 300
+
+
+@pytest.mark.services
+def test_versus_harness_checks_every_event_on_both_servers(tmp_path):
+    """Weigh-in (real "Remind now" POSTs) and flask-sse (sse.publish), same clients, same private Redis."""
+    if not _postgres_available():
+        unavailable("PostgreSQL is not reachable at 127.0.0.1:5432")
+    from bench import versus
+
+    out = tmp_path / "versus.json"
+    result = versus.main(
+        [
+            "--clients",
+            "30",
+            "--processes",
+            "1",
+            "--rate",
+            "10",
+            "--seconds",
+            "1",
+            "--idle",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
+    for side in ("weighin", "flask_sse"):
+        row = result[side]
+        assert row["connect"]["connected"] == 30, row
+        phase = row["steady"]
+        assert phase["published"] == 10 and phase["received"] == 10, phase
+        assert (phase["missing"], phase["duplicates"], phase["wrong_user"]) == (0, 0, 0), phase
+        assert set(phase["statuses"]) == {200}, phase
+    assert "| server CPU per event, ms |" in result["table"]
+    assert json.loads(out.read_text())["machine"]["load"]

@@ -1,0 +1,355 @@
+"""Weigh-in against flask-sse, side by side in one run: same gunicorn, same Redis, same clients, same ramp.
+
+    python -m bench.versus --clients 2000 --rate 50 --seconds 10 --idle 30
+
+Both servers run in turn under `gunicorn -c gunicorn.conf.py -k gevent -w 2` against one private
+redis-server (started here on a free port, so its connection count and memory are only ours):
+Weigh-in (PostgreSQL, BROKER_URL on that Redis) with N logged-in users, then flask-sse
+(bench/peer_flask_sse.py) with N channels. For each: connect N streams with the same ramp
+(time to all connected), memory per stream (server RSS delta / N, and Redis's RSS delta / N),
+Redis connections, server CPU per idle minute, then `--rate` events per second to distinct
+random users, each sent over HTTP from this process: Weigh-in through the admin's real
+"Remind now" POST (CSRF token, htmx headers; reminder ids read back from the database),
+flask-sse through its publish endpoint (`sse.publish`). Every banner is checked: arrived once, at
+its own user, naming the reminder that was sent. The load average is recorded at each server's
+start; compare the two columns, not the absolute figures, on a shared machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from bench.clients import ClientPool
+from bench.common import (
+    Server,
+    bulk_users,
+    drop_scratch,
+    end_open_reminders,
+    free_port,
+    machine,
+    make_app,
+    percentile,
+    raise_nofile,
+    scratch_database,
+    session_cookie,
+    stop_process_group,
+    tree_cpu,
+    tree_rss,
+    wait_for_port,
+)
+from bench.pages import CSRF, Session
+from bench.streams import check_delivery, collect_until
+
+
+class PrivateRedis:
+    """A redis-server of our own on a free port: no persistence, room for one client per flask-sse stream."""
+
+    def __init__(self, folder: Path):
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.folder = folder
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self):
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+            + ["--maxclients", "30000", "--dir", str(self.folder)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=lambda: raise_nofile(),
+        )
+        wait_for_port(self.port, timeout=20, proc=self.proc)
+        import redis
+
+        self.client = redis.Redis.from_url(self.url)
+        return self
+
+    def clients(self) -> int:
+        """Connections Redis holds, not counting the harness's own."""
+        return int(self.client.info("clients")["connected_clients"]) - 1
+
+    def rss(self) -> int:
+        return tree_rss(self.proc.pid)
+
+    def cpu(self) -> float:
+        return tree_cpu(self.proc.pid)
+
+    def __exit__(self, *exc):
+        self.client.close()
+        stop_process_group(self.proc, grace=5)
+
+
+class Poster:
+    """Sends one POST per event from this process over a few keep-alive connections, at a steady rate."""
+
+    def __init__(self, url: str, cookie: str, connections: int = 8):
+        host, port = url.split("//", 1)[1].rsplit(":", 1)
+        self.sessions = [Session(host, int(port), cookie) for _ in range(connections)]
+
+    async def prepare(self, csrf_page: str | None) -> None:
+        for session in self.sessions:
+            if csrf_page:
+                status, page, _ = await session.request("GET", csrf_page)
+                assert status == 200, f"GET {csrf_page} answered {status}"
+                match = CSRF.search(page)
+                session.csrf = (match.group(1) or match.group(2)).decode()
+
+    async def run(self, jobs: list[tuple[str, bytes]], rate: float) -> tuple[list[float], dict[int, int]]:
+        """POST each (path, body) at `rate` per second; returns each job's send time and the statuses."""
+        queue: asyncio.Queue = asyncio.Queue()
+        sent_at = [0.0] * len(jobs)
+        statuses: dict[int, int] = {}
+        start = time.monotonic()
+
+        async def feed():
+            for index in range(len(jobs)):
+                delay = start + index / rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                queue.put_nowait(index)
+            for _ in self.sessions:
+                queue.put_nowait(None)
+
+        async def worker(session):
+            while (index := await queue.get()) is not None:
+                path, body = jobs[index]
+                extra = f"HX-Request: true\r\nX-CSRFToken: {session.csrf}\r\n" if session.csrf else ""
+                sent_at[index] = time.time()
+                status, _, _ = await session.request("POST", path, body, extra)
+                statuses[status] = statuses.get(status, 0) + 1
+
+        await asyncio.gather(feed(), *(worker(s) for s in self.sessions))
+        return sent_at, statuses
+
+    def close(self) -> None:
+        for session in self.sessions:
+            if session.writer is not None:
+                session.writer.close()
+
+
+def measure(name, server, redis, pool_kwargs, users, args, fire) -> dict:
+    """One server's figures: connect, memory, Redis connections, idle CPU, one steady phase."""
+    result: dict = {"server": name, "load_at_start": os.getloadavg()}
+    # Warm both the same way (imports, templates, pools): a few streams, connected and dropped.
+    warm = ClientPool(server.url, users[:20], mode="sse", processes=1, **pool_kwargs)
+    warm.wait_connected(timeout=args.connect_timeout)
+    warm.stop()
+    time.sleep(1.0)
+    rss0, redis_rss0, redis0 = server.rss(), redis.rss(), redis.clients()
+    pool = ClientPool(
+        server.url, users, mode="sse", processes=args.processes, ramp_concurrency=args.ramp, **pool_kwargs
+    )
+    started = time.time()
+    report = pool.wait_connected(timeout=args.connect_timeout)
+    try:
+        time.sleep(2.0)
+        # The clients note the moment the last one connected a little after it happens.
+        report["all_connected_at"] = report["all_connected_at"] or pool.report()["all_connected_at"]
+        connected = report["connected"]
+        rss1, redis_rss1 = server.rss(), redis.rss()
+        result["connect"] = {
+            "clients": len(users),
+            "connected": connected,
+            "failures": report["failures"],
+            "all_connected_s": round(report["all_connected_at"] - started, 2)
+            if report["all_connected_at"]
+            else None,
+            "connect_p50_ms": round(percentile(report["connect_times"], 50) * 1000, 1),
+            "connect_p99_ms": round(percentile(report["connect_times"], 99) * 1000, 1),
+            "server_kib_per_stream": round((rss1 - rss0) / max(connected, 1) / 1024, 1),
+            "redis_kib_per_stream": round((redis_rss1 - redis_rss0) / max(connected, 1) / 1024, 1),
+            # Those the streams added (flask-sse's warm-up streams keep theirs until a message comes).
+            "redis_connections": redis.clients() - redis0,
+        }
+        cpu0 = server.cpu()
+        time.sleep(args.idle)
+        result["idle_cpu_s_per_min"] = round((server.cpu() - cpu0) * 60 / args.idle, 2)
+        pool.report()  # drop what arrived so far
+        chosen = random.sample([uid for uid, _ in users], min(len(users), int(args.rate * args.seconds)))
+        cpu0, redis_cpu0, t = server.cpu(), redis.cpu(), time.monotonic()
+        sent, statuses = fire(chosen)
+        elapsed = time.monotonic() - t
+        events = collect_until(pool, sent, timeout=60)
+        cpu, redis_cpu = server.cpu() - cpu0, redis.cpu() - redis_cpu0
+        phase = check_delivery(sent, events)
+        phase.update(
+            {
+                "rate": args.rate,
+                "achieved_rate": round(len(chosen) / elapsed, 1),
+                "statuses": statuses,
+                "server_cpu_ms_per_event": round(cpu * 1000 / max(len(chosen), 1), 2),
+                "redis_cpu_ms_per_event": round(redis_cpu * 1000 / max(len(chosen), 1), 2),
+            }
+        )
+        result["steady"] = phase
+    finally:
+        result["client_failures_total"] = pool.stop()["failures"]
+    result["server_log_tail"] = server.log_tail(5)
+    print(json.dumps({k: v for k, v in result.items() if k != "server_log_tail"}), flush=True)
+    return result
+
+
+def run_weighin(args, redis: PrivateRedis, folder: Path) -> dict:
+    database = scratch_database("postgresql", f"versus_{os.getpid()}", folder)
+    prefix = f"bench16-{os.getpid()}-{random.randrange(1 << 30)}"
+    app = make_app(database, redis.url, REDIS_PREFIX=prefix)
+    try:
+        bulk_users(app, args.clients + 1, inactive_fraction=0.0, entries_per_user=1)
+        admin_id = args.clients + 1
+        with app.app_context():
+            from webapp.extensions import db
+
+            with db.engine.begin() as conn:
+                conn.execute(sa.text("UPDATE users SET is_admin = true WHERE id = :id"), {"id": admin_id})
+        users = [(uid, session_cookie(app, uid)) for uid in range(1, args.clients + 1)]
+        env = {"REDIS_PREFIX": prefix}
+        with Server("gunicorn", database, broker_url=redis.url, workers=args.workers, env=env) as server:
+
+            def fire(chosen):
+                with app.app_context():
+                    from webapp.extensions import db
+
+                    end_open_reminders()
+                    before = db.session.execute(
+                        sa.text("SELECT coalesce(max(id), 0) FROM reminders")
+                    ).scalar()
+                    db.session.remove()
+                poster = Poster(server.url, session_cookie(app, admin_id))
+                jobs = [(f"/admin/users/{uid}/remind", b"") for uid in chosen]
+
+                async def go():
+                    await poster.prepare("/admin/")
+                    try:
+                        return await poster.run(jobs, args.rate)
+                    finally:
+                        poster.close()
+
+                sent_at, statuses = asyncio.run(go())
+                when = dict(zip(chosen, sent_at, strict=True))
+                with app.app_context():
+                    rows = db.session.execute(
+                        sa.text("SELECT id, user_id FROM reminders WHERE id > :before"), {"before": before}
+                    ).all()
+                    db.session.remove()
+                return {rid: (uid, when[uid]) for rid, uid in rows}, statuses
+
+            return measure("Weigh-in", server, redis, {"path": "/events"}, users, args, fire)
+    finally:
+        with app.app_context():
+            from webapp.extensions import db
+
+            db.engine.dispose()
+        drop_scratch(database)
+
+
+def run_peer(args, redis: PrivateRedis) -> dict:
+    prefix = f"bench16.{os.getpid()}."
+    users = [(uid, "none") for uid in range(1, args.clients + 1)]
+    env = {"PEER_REDIS_URL": redis.url, "PEER_PREFIX": prefix}
+    with Server(
+        "gunicorn",
+        "sqlite://",
+        workers=args.workers,
+        env=env,
+        wsgi_app="bench.peer_flask_sse:app",
+        gunicorn_config="bench/peer_gunicorn.conf.py",
+    ) as server:
+
+        def fire(chosen):
+            poster = Poster(server.url, "none")
+            ids = list(range(1, len(chosen) + 1))
+            jobs = [
+                ("/publish", f"user={uid}&id={rid}".encode()) for uid, rid in zip(chosen, ids, strict=True)
+            ]
+
+            async def go():
+                try:
+                    return await poster.run(jobs, args.rate)
+                finally:
+                    poster.close()
+
+            sent_at, statuses = asyncio.run(go())
+            return {rid: (uid, t) for rid, uid, t in zip(ids, chosen, sent_at, strict=True)}, statuses
+
+        return measure(
+            "flask-sse",
+            server,
+            redis,
+            {"path": f"/stream/open?channel={prefix}user.{{user}}"},
+            users,
+            args,
+            fire,
+        )
+
+
+RATIO_ROWS = [
+    ("server memory per stream, KiB", lambda r: r["connect"]["server_kib_per_stream"]),
+    ("Redis memory per stream, KiB", lambda r: r["connect"]["redis_kib_per_stream"]),
+    ("Redis connections", lambda r: r["connect"]["redis_connections"]),
+    ("connect all streams, s", lambda r: r["connect"]["all_connected_s"]),
+    ("connect p99, ms", lambda r: r["connect"]["connect_p99_ms"]),
+    ("idle server CPU per minute, s", lambda r: r["idle_cpu_s_per_min"]),
+    ("server CPU per event, ms", lambda r: r["steady"]["server_cpu_ms_per_event"]),
+    ("events/s reached", lambda r: r["steady"]["achieved_rate"]),
+    ("latency p50, ms", lambda r: r["steady"]["p50_ms"]),
+    ("latency p99, ms", lambda r: r["steady"]["p99_ms"]),
+]
+
+
+def table(ours: dict, peer: dict) -> str:
+    lines = ["| figure | Weigh-in | flask-sse | Weigh-in / flask-sse |", "|---|---|---|---|"]
+    for label, get in RATIO_ROWS:
+        a, b = get(ours), get(peer)
+        ratio = f"{a / b:.2f}×" if isinstance(a, int | float) and isinstance(b, int | float) and b else "—"
+        a, b = (round(v, 1) if isinstance(v, float) else v for v in (a, b))
+        lines.append(f"| {label} | {a} | {b} | {ratio} |")
+    for r in (ours, peer):
+        s = r["steady"]
+        lines.append(
+            f"| {r['server']}: published / received / missing / duplicates / wrong user | "
+            f"{s['published']} / {s['received']} / {s['missing']} / {s['duplicates']} / {s['wrong_user']} | | |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=2000)
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers, both servers")
+    parser.add_argument("--processes", type=int, default=2, help="client processes")
+    parser.add_argument("--ramp", type=int, default=200, help="connects in flight at once")
+    parser.add_argument("--rate", type=float, default=50, help="events per second in the steady phase")
+    parser.add_argument("--seconds", type=float, default=10, help="length of the steady phase")
+    parser.add_argument("--idle", type=float, default=30, help="seconds of idle CPU measured")
+    parser.add_argument("--connect-timeout", type=float, default=300)
+    parser.add_argument("--out", type=Path, help="write the JSON result here")
+    args = parser.parse_args(argv)
+    raise_nofile()
+    folder = Path(tempfile.mkdtemp(prefix="bench16-versus-"))
+    result: dict = {"config": vars(args), "machine": machine()}
+    with PrivateRedis(folder) as redis:
+        result["weighin"] = run_weighin(args, redis, folder)
+        result["flask_sse"] = run_peer(args, redis)
+    result["table"] = table(result["weighin"], result["flask_sse"])
+    print(result["table"], flush=True)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2, default=str))
+    return result
+
+
+if __name__ == "__main__":
+    main()
