@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import gevent
+import httpx
 import pytest
 
 from webapp import create_app
@@ -13,7 +14,7 @@ from webapp.extensions import db
 from webapp.models import user_channel
 from webapp.reminders.lifecycle import open_reminder
 
-from .support import FAST_HASH, TEST_SECRET, add_user, session_cookie
+from .support import FAST_HASH, TEST_SECRET, add_user, free_port, session_cookie
 
 ANONYMOUS_ROUTES = ["/events/area", "/events/wait?after=0", "/events/area?after=abc"]
 BAD_AFTER = ["abc", "-1", "1.5", "", " ", "0x10", "\uff19", "1e3", "99999999999999999999999", "\x00", "5;6"]
@@ -190,3 +191,52 @@ def test_websocket_pushes_the_snapshot_then_news(make_server, tmp_path):
         assert 'data-reminder-id="' in frames[-1]["html"]
     finally:
         ws.close()
+
+
+def test_a_websocket_handshake_from_another_origin_is_refused(make_server, tmp_path):
+    """A page on another port of the same host (same site, another origin) must not open the
+    user's socket with their cookies, and what the socket carries holds no CSRF token."""
+    from simple_websocket import Client
+
+    # simple-websocket sends Host without the port, so the site's own origin is PUBLIC_URL here.
+    port = free_port()
+    server = make_server(PORT=port, PUBLIC_URL=f"http://127.0.0.1:{port}")
+    cookie, user_id = _signed_in_cookie(server.env["DATABASE_URL"], tmp_path, "ws@example.com", 3)
+    seeder_app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": TEST_SECRET,
+            "SQLALCHEMY_DATABASE_URI": server.env["DATABASE_URL"],
+            "INSTANCE_PATH": str(tmp_path / "remind-instance"),
+        }
+    )
+    _remind(seeder_app, user_id)
+    with seeder_app.app_context():
+        db.engine.dispose()
+    url = f"ws://127.0.0.1:{server.port}/events/ws"
+    handshake = {
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "Cookie": f"session={cookie}",
+    }
+    for origin in (f"http://127.0.0.1:{server.port + 1}", "http://evil.example", "null"):
+        refused = httpx.get(f"{server.url}/events/ws", headers={**handshake, "Origin": origin}, timeout=30)
+        assert refused.status_code == 403, origin
+    ws = Client.connect(url, headers={"Cookie": f"session={cookie}", "Origin": server.url})
+    try:
+        frame = json.loads(ws.receive(timeout=15))
+        assert 'id="reminder-banner"' in frame["html"]
+        assert "csrf_token" not in frame["html"]
+    finally:
+        ws.close()
+
+
+def test_no_transport_sends_a_csrf_token_but_the_page_and_dismiss_keep_theirs(client, auth, app):
+    auth.register()
+    _remind(app, _user_id(auth))
+    for path in ("/events/area", "/events/wait?after=0"):
+        page = client.get(path).get_data(as_text=True)
+        assert 'id="reminder-banner"' in page and "csrf_token" not in page, path
+    assert 'name="csrf_token"' in client.get("/dashboard").get_data(as_text=True)

@@ -50,15 +50,23 @@ class AreaLinks:
 
     log_url: str
     dismiss_url: str
-    csrf_token: str
+    csrf_token: str | None
 
     @classmethod
-    def from_request(cls) -> AreaLinks:
+    def from_request(cls, *, with_csrf_token: bool = True) -> AreaLinks:
+        """The links, and the CSRF token for a page load or the dismiss answer. Transports ask for
+        none: what they send may reach a reader on another origin (a WebSocket has no same-origin
+        rule), and on a page htmx already sends the token from <body hx-headers> with Dismiss."""
         return cls(
             log_url=url_for("tracking.dashboard", _anchor="quick-add"),
             dismiss_url=url_for("reminders.dismiss_banner"),
-            csrf_token=generate_csrf(),
+            csrf_token=generate_csrf() if with_csrf_token else None,
         )
+
+
+def transport_links() -> AreaLinks:
+    """The banner's links for the stream, polling, long polling and the WebSocket: no CSRF token."""
+    return AreaLinks.from_request(with_csrf_token=False)
 
 
 _EMPTY_AREA = "weighin_empty_area"

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, Response, current_app, request
 from flask_babel import gettext as _
@@ -27,7 +28,7 @@ from flask_sock import Sock
 from ..extensions import current_broker
 from ..models import user_channel
 from . import sse
-from .area import over_capacity, read_state, subscribe_and_read
+from .area import over_capacity, read_state, subscribe_and_read, transport_links
 from .broker import REPLACED
 from .logins import login_verdict
 
@@ -51,11 +52,30 @@ def init_app(app: Flask) -> None:
 @bp.before_request
 def _require_login():
     # Runs before the WebSocket handshake too, so an anonymous socket is refused with a plain 401.
+    if request.endpoint == "events_fallback.websocket" and _foreign_origin():
+        return Response(
+            _("This WebSocket answers only the pages of this site.") + "\n",
+            status=403,
+            mimetype="text/plain",
+            headers=NO_STORE,
+        )
     if not current_user.is_authenticated:
         return _log_in_first()
     if request.endpoint in {"events_fallback.wait", "events_fallback.websocket"}:
         return over_capacity()  # before the WebSocket handshake, so it is a plain 503 too
     return None
+
+
+def _foreign_origin() -> bool:
+    """Whether a WebSocket handshake comes from a page of another origin. A WebSocket has no
+    same-origin rule, so without this any site could read the user's banner over their cookies.
+    Browsers always send Origin with a handshake; a client without one is not a browser page."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return False
+    public = urlsplit(current_app.config["PUBLIC_URL"])
+    own = {request.host_url.rstrip("/").lower(), f"{public.scheme}://{public.netloc}".lower()}
+    return origin.rstrip("/").lower() not in own
 
 
 def _log_in_first() -> Response:
@@ -76,7 +96,7 @@ def _after_param() -> int | None:
 def _snapshot_response(user_id: int, event_id: int, html: str | None = None) -> Response:
     """The area as a fragment, tagged with its outbox id (rendered now unless already read)."""
     if html is None:
-        _, html = read_state(user_id, (), area=True)
+        _, html = read_state(user_id, (), area=True, links=transport_links())
     return Response(html, mimetype="text/html", headers={**NO_STORE, "X-Event-Id": str(event_id)})
 
 
@@ -151,7 +171,7 @@ def websocket(ws):
 
     def push(event_id: int, html: str | None = None) -> None:
         if html is None:
-            _, html = read_state(user_id, (), area=True)
+            _, html = read_state(user_id, (), area=True, links=transport_links())
         ws.send(json.dumps({"id": event_id, "html": html}))
 
     subscription, newest, _ = subscribe_and_read(user_id, (channel,), area=False)

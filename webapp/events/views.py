@@ -18,7 +18,7 @@ from flask_login import current_user
 from ..extensions import current_broker
 from ..models import ADMINS_CHANNEL, user_channel
 from . import sse
-from .area import AreaLinks, over_capacity, read_state, subscribe_and_read
+from .area import over_capacity, read_state, subscribe_and_read, transport_links
 from .broker import REPLACED
 from .logins import ADMIN_REMOVED, SIGNED_OUT, login_verdict
 
@@ -102,10 +102,9 @@ def stream():
     heartbeat = config["SSE_HEARTBEAT"]
     lifetime = config["SSE_MAX_LIFETIME"] * random.uniform(0.8, 1.0)
     broker = current_broker()
-    # Streamed forms carry a CSRF token; taking it now puts it in the session cookie sent with
-    # the headers, since nothing written after them can change the session. The links are the
-    # same for every snapshot, so they are built once too.
-    links = AreaLinks.from_request()
+    # The links are the same for every snapshot, so they are built once; no CSRF token in them
+    # (events/area.py: the page's <body hx-headers> gives htmx the token for Dismiss).
+    links = transport_links()
     # The login this stream belongs to, checked again whenever the user's channel has news
     # (events/logins.py); the notice it ends with is rendered now, while there is a request.
     login_id = current_user.get_id()
