@@ -49,9 +49,7 @@ def _settings(user: User) -> dict:
         "email_reminders": user.email_reminders,
         "remind_after_days": user.remind_after_days or None,
     }
-    locale = getattr(user, "locale", None)
-    if locale is not None:
-        settings["locale"] = locale
+    settings["locale"] = user.locale or None  # None: the browser's language
     return settings
 
 
