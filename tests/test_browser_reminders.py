@@ -89,8 +89,11 @@ def test_an_open_page_shows_the_banner_after_a_scan_without_reload(server, seede
     expect_banner(tab, present=True)
     text = tab.banner().inner_text()
     assert "You have not logged your weight since" in text and "Log it now" in text
-    assert tab.page.get_by_role("link", name="Log it now").get_attribute("href") == "/dashboard#quick-add"
+    assert tab.page.get_by_role("link", name="Log it now").get_attribute("href") == "/dashboard#weight"
     assert navigations == []  # no reload
+    # "Log it now" takes the keyboard and the screen reader straight to the weight field.
+    tab.page.get_by_role("link", name="Log it now").click()
+    tab.page.wait_for_function("() => document.activeElement && document.activeElement.id === 'weight'")
 
 
 def test_dismiss_in_one_tab_clears_the_other(server, seeder, new_context):

@@ -100,7 +100,7 @@ def test_an_unseen_reminder_is_emailed_once_at_the_first_moment_it_may_be(ctx, t
     (eml,) = (tmp_path / "instance" / "mail").glob("*.eml")
     text = eml.read_text()
     assert "Hello Ada" in text and "8 days since you signed up" in text
-    assert "http://127.0.0.1:5000/dashboard#quick-add" in text
+    assert "http://127.0.0.1:5000/dashboard#weight" in text
 
 
 def test_a_seoul_user_is_not_emailed_at_three_in_the_morning(ctx):
@@ -359,7 +359,7 @@ def test_recording_shown_never_commits_a_requests_own_pending_changes(ctx):
 
     user_id = _user()
     lifecycle.scan(OPENED)
-    links = AreaLinks("/dashboard#quick-add", "/reminders/dismiss", "token")
+    links = AreaLinks("/dashboard#weight", "/reminders/dismiss", "token")
     db.session.get(User, user_id).display_name = "half-saved"  # a change its request has not committed
     assert "You have not logged your weight since" in render_area(user_id, links)
     db.session.rollback()

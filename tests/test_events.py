@@ -350,7 +350,7 @@ def test_a_snapshot_rendered_after_connect_carries_working_links(csrf_app):
         snapshot = stream.next()
     finally:
         stream.close()
-    assert 'href="/dashboard#quick-add"' in snapshot and 'hx-post="/reminders/dismiss"' in snapshot
+    assert 'href="/dashboard#weight"' in snapshot and 'hx-post="/reminders/dismiss"' in snapshot
     assert "csrf_token" not in snapshot
     page = client.get("/dashboard").get_data(as_text=True)
     token = re.search(r'"X-CSRFToken": "([^"]+)"', page).group(1)

@@ -236,7 +236,7 @@ def test_banner_on_page_load_says_what_to_do(app, client, last_weight, expected)
     _open_now(app, user_id)
     page = client.get("/dashboard").get_data(as_text=True)
     assert f"You have not logged your weight {expected}" in page
-    assert 'href="/dashboard#quick-add">Log it now</a>' in page
+    assert 'href="/dashboard#weight">Log it now</a>' in page
     assert 'hx-post="/reminders/dismiss"' in page and 'action="/reminders/dismiss"' in page
     assert 'name="csrf_token"' in page
     assert 'id="reminder-area"' in page and 'hx-sse:close="weighin:signed-out"' in page

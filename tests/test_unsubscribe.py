@@ -79,7 +79,7 @@ def test_the_reminder_email_as_it_arrives(mail_app, smtp_server):
     html = message.get_body(("html",)).get_content()
     for part in (text, html):
         assert "Hello Ada" in part and "8 days since you signed up" in part
-        assert f"{PUBLIC}/dashboard#quick-add" in part and unsubscribe in part
+        assert f"{PUBLIC}/dashboard#weight" in part and unsubscribe in part
         assert f"{PUBLIC}/account/settings" in part
     assert "Log my weight in lb" in html
     # No tracking pixels, no remote images, nothing but links back to the site.

@@ -58,7 +58,7 @@ class AreaLinks:
         none: what they send may reach a reader on another origin (a WebSocket has no same-origin
         rule), and on a page htmx already sends the token from <body hx-headers> with Dismiss."""
         return cls(
-            log_url=url_for("tracking.dashboard", _anchor="quick-add"),
+            log_url=url_for("tracking.dashboard", _anchor="weight"),
             dismiss_url=url_for("reminders.dismiss_banner"),
             csrf_token=generate_csrf() if with_csrf_token else None,
         )

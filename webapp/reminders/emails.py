@@ -27,7 +27,7 @@ def queue_reminder_email(user: User, reminder_id: int, now: datetime) -> None:
         "days": max(0, (now - since).days),
         "ever_logged": user.last_weight_at is not None,
         "unit": user.unit,
-        "log_url": public_url("tracking.dashboard", _anchor="quick-add"),
+        "log_url": public_url("tracking.dashboard", _anchor="weight"),
         "settings_url": public_url("accounts.settings"),
         "unsubscribe_url": unsubscribe_url,
         "lang": lang,
