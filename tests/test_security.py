@@ -177,6 +177,8 @@ def test_secure_cookies_when_configured(tmp_path, monkeypatch):
     for name in ("session", "remember_token"):
         cookie = _cookie(response, name)
         assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    # Behind HTTPS the browser is told to stay on it.
+    assert response.headers["Strict-Transport-Security"] == "max-age=31536000"
     with app.app_context():
         db.engine.dispose()
 
@@ -185,6 +187,33 @@ def test_security_headers(client):
     response = client.get("/account/login")
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["Referrer-Policy"] == "same-origin"
+    assert "camera=()" in response.headers["Permissions-Policy"]
+    # Without SESSION_COOKIE_SECURE the site may be plain HTTP (the embedded default): no HSTS.
+    assert "Strict-Transport-Security" not in response.headers
+
+
+def test_a_strict_content_security_policy_on_every_page(client, auth):
+    auth.register()
+    for path in ("/account/login", "/dashboard", "/account/settings", "/entries"):
+        policy = client.get(path).headers["Content-Security-Policy"]
+        directives = dict(part.strip().split(" ", 1) for part in policy.split(";"))
+        assert directives["default-src"] == "'self'"
+        assert directives["script-src"] == "'self'" and directives["style-src"] == "'self'"
+        assert directives["frame-ancestors"] == "'none'" and directives["object-src"] == "'none'"
+        assert "unsafe" not in policy
+
+
+def test_pages_with_personal_data_are_not_cached(client, auth):
+    assert "no-store" not in client.get("/account/login").headers.get("Cache-Control", "")
+    auth.register()
+    for path in ("/dashboard", "/account/settings", "/entries", "/export.csv"):
+        cache = client.get(path).headers["Cache-Control"]
+        assert "no-store" in cache and "public" not in cache, (path, cache)
+    # Static files stay cacheable for everyone.
+    static = client.get("/static/vendor/htmx-4.0.1.min.js")
+    static.close()
+    assert "no-store" not in static.headers.get("Cache-Control", "")
 
 
 # --- open redirects ---------------------------------------------------------------------------
