@@ -106,6 +106,9 @@ def test_dismiss_in_one_tab_clears_the_other(server, seeder, new_context):
     first.banner().get_by_role("button", name="Dismiss").click()
     expect_banner(first, present=False)
     expect_banner(second, present=False)
+    # Focus goes to the note that says what happened, not to the page's body.
+    first.page.wait_for_function("() => document.activeElement.closest('#reminder-note') !== null")
+    assert first.page.evaluate("() => document.activeElement.textContent") == "Reminder dismissed."
     # It stays dismissed after a reload: the server agrees.
     second.page.reload()
     expect_banner(second, present=False, timeout=500)

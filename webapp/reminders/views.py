@@ -36,7 +36,9 @@ def dismiss_banner():
     dismiss(current_user._get_current_object())
     db.session.commit()
     if is_htmx():
-        return render_area(current_user.id), 200, {"Vary": "HX-Request"}
+        # The empty area, and out of band a note that takes the focus the Dismiss button had.
+        body = render_area(current_user.id) + render_template("reminders/_dismissed.html")
+        return body, 200, {"Vary": "HX-Request"}
     return redirect(_back_to_page())
 
 
