@@ -515,3 +515,15 @@ def test_posts_without_a_csrf_token_are_refused(csrf_app, url, data):
         ).status_code
         == 302
     )
+
+
+def test_the_edit_page_says_when_the_entry_is_from_as_the_app_writes_dates(app, client, auth):
+    """The browser draws the date field in its own format; the page says it the app's way too."""
+    auth.register()
+    set_user(app, timezone="Asia/Seoul", locale="ko")
+    entry_id = add_entry(app, "ada@example.com", 72_500, datetime(2025, 12, 1, 20, 20, tzinfo=UTC))
+    html = client.get(f"/entries/{entry_id}/edit").get_data(as_text=True)
+    assert '<p class="muted" id="entry-when">2025년 12월 2일 05:20(Asia/Seoul) 기록입니다.</p>' in html
+    set_user(app, locale="en")
+    html = client.get(f"/entries/{entry_id}/edit").get_data(as_text=True)
+    assert "Logged for 2 Dec 2025, 05:20 (Asia/Seoul)." in html
