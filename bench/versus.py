@@ -24,6 +24,7 @@ import os
 import random
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -140,6 +141,21 @@ class Poster:
                 session.writer.close()
 
 
+def profile_worker(server: Server, out: Path, seconds: float) -> subprocess.Popen:
+    """py-spy (from requirements-dev) sampling one gunicorn worker for the steady phase, collapsed stacks."""
+    from bench.common import process_tree
+
+    worker = process_tree(server.proc.pid)[1]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    py_spy = Path(sys.executable).with_name("py-spy")
+    return subprocess.Popen(
+        [str(py_spy), "record", "--nonblocking", "-r", "200", "-d", str(int(seconds)), "-p", str(worker)]
+        + ["--format", "raw", "-o", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def measure(name, server, redis, pool_kwargs, users, args, fire) -> dict:
     """One server's figures: connect, memory, Redis connections, idle CPU, one steady phase."""
     result: dict = {"server": name, "load_at_start": os.getloadavg()}
@@ -237,7 +253,10 @@ def run_weighin(args, redis: PrivateRedis, folder: Path) -> dict:
                     finally:
                         poster.close()
 
+                profiler = profile_worker(server, args.profile, args.seconds) if args.profile else None
                 sent_at, statuses = asyncio.run(go())
+                if profiler:
+                    profiler.wait(timeout=args.seconds + 60)
                 when = dict(zip(chosen, sent_at, strict=True))
                 with app.app_context():
                     rows = db.session.execute(
@@ -336,15 +355,23 @@ def main(argv=None) -> dict:
     parser.add_argument("--idle", type=float, default=30, help="seconds of idle CPU measured")
     parser.add_argument("--connect-timeout", type=float, default=300)
     parser.add_argument("--out", type=Path, help="write the JSON result here")
+    parser.add_argument("--weighin-only", action="store_true", help="skip flask-sse (for profiling)")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="py-spy one Weigh-in worker during the steady phase (collapsed stacks here)",
+    )
     args = parser.parse_args(argv)
     raise_nofile()
     folder = Path(tempfile.mkdtemp(prefix="bench16-versus-"))
     result: dict = {"config": vars(args), "machine": machine()}
     with PrivateRedis(folder) as redis:
         result["weighin"] = run_weighin(args, redis, folder)
-        result["flask_sse"] = run_peer(args, redis)
-    result["table"] = table(result["weighin"], result["flask_sse"])
-    print(result["table"], flush=True)
+        if not args.weighin_only:
+            result["flask_sse"] = run_peer(args, redis)
+    if not args.weighin_only:
+        result["table"] = table(result["weighin"], result["flask_sse"])
+        print(result["table"], flush=True)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2, default=str))
