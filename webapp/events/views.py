@@ -154,13 +154,18 @@ def stream():
                         # Come back at once: the reconnect follows the user's own channel only.
                         yield sse.retry(random.randint(250, 1500))
                         return
-                # The id comes from the outbox, not the wake-up, so it is always a committed one.
-                # An app context for this read only: the stream keeps no request context (its
-                # environ, session and loaded User) alive between events.
-                with app.app_context():
-                    newest, html = read_state(user_id, channels, area=own_channel in news, links=links)
+                # The id is the wake-up's: every wake-up names an outbox id published after its
+                # commit, and ids follow commit order (events/outbox.py), so everything below it
+                # is visible to the render that follows. No max(id) query per wake-up (issue 16).
+                newest = max(event_id for _, event_id in batch)
                 if newest <= sent:
                     continue  # a late or repeated wake-up: nothing the client has not seen
+                html = None
+                if own_channel in news:
+                    # An app context for this read only: the stream keeps no request context
+                    # (its environ, session and loaded User) alive between events.
+                    with app.app_context():
+                        _, html = read_state(user_id, (), area=True, links=links)
                 yield _snapshot_events(html, newest, admins=ADMINS_CHANNEL in news)
                 sent = newest
         except Exception:
