@@ -36,10 +36,11 @@ def announce_login_change(user_id: int) -> None:
     announce(user_channel(user_id), KIND)
 
 
-def login_verdict(login_id: str | None, user_id: int, channels) -> str | None:
+def login_verdict(login_id: str | None, user_id: int, channels, *, release: bool = True) -> str | None:
     """Why a stream opened under login_id must end now (SIGNED_OUT, ADMIN_REMOVED), or None.
 
-    Needs an app context; uses a short session and gives its connection back.
+    Needs an app context; uses a short session and gives its connection back, unless release is
+    False and the caller reads more on the same connection (and removes the session itself).
     """
     try:
         # Flask-Login keeps the loader it was given here; asking it keeps one rule for cookies
@@ -51,7 +52,8 @@ def login_verdict(login_id: str | None, user_id: int, channels) -> str | None:
             return ADMIN_REMOVED
         return None
     finally:
-        db.session.remove()
+        if release:
+            db.session.remove()
 
 
 def _watched_change(user: User) -> bool:

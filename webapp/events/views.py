@@ -15,7 +15,7 @@ import time
 from flask import Blueprint, Response, current_app, render_template, request
 from flask_login import current_user
 
-from ..extensions import current_broker
+from ..extensions import current_broker, db
 from ..models import ADMINS_CHANNEL, user_channel
 from . import sse
 from .area import over_capacity, read_state, subscribe_and_read, transport_links
@@ -143,29 +143,32 @@ def stream():
                     log.info("dropping a slow /events client of user %s", user_id)
                     return  # too slow to drain: it resumes with Last-Event-ID
                 news = {channel for channel, _ in batch}
-                if own_channel in news:
-                    # Was the login ended, or the admin flag removed? (A login change wakes here.)
-                    with app.app_context():
-                        verdict = login_verdict(login_id, user_id, channels)
-                    if verdict == SIGNED_OUT:
-                        yield signed_out
-                        return
-                    if verdict == ADMIN_REMOVED:
-                        # Come back at once: the reconnect follows the user's own channel only.
-                        yield sse.retry(random.randint(250, 1500))
-                        return
                 # The id is the wake-up's: every wake-up names an outbox id published after its
                 # commit, and ids follow commit order (events/outbox.py), so everything below it
                 # is visible to the render that follows. No max(id) query per wake-up (issue 16).
                 newest = max(event_id for _, event_id in batch)
+                html, verdict = None, None
+                if own_channel in news:
+                    # One app context and one short session for the login check and the area:
+                    # the stream keeps no request context (its environ, session and loaded User)
+                    # alive between events, and gives the connection back before it idles.
+                    with app.app_context():
+                        # Was the login ended, or the admin flag removed? (A login change wakes
+                        # here, whatever its id: the first snapshot may already carry it.)
+                        verdict = login_verdict(login_id, user_id, channels, release=False)
+                        if verdict is None and newest > sent:
+                            _, html = read_state(user_id, (), area=True, links=links)
+                        else:
+                            db.session.remove()
+                if verdict == SIGNED_OUT:
+                    yield signed_out
+                    return
+                if verdict == ADMIN_REMOVED:
+                    # Come back at once: the reconnect follows the user's own channel only.
+                    yield sse.retry(random.randint(250, 1500))
+                    return
                 if newest <= sent:
                     continue  # a late or repeated wake-up: nothing the client has not seen
-                html = None
-                if own_channel in news:
-                    # An app context for this read only: the stream keeps no request context
-                    # (its environ, session and loaded User) alive between events.
-                    with app.app_context():
-                        _, html = read_state(user_id, (), area=True, links=links)
                 yield _snapshot_events(html, newest, admins=ADMINS_CHANNEL in news)
                 sent = newest
         except Exception:
