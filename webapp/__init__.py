@@ -44,12 +44,11 @@ def create_app(config: dict | None = None) -> Flask:
     Path(instance_path).mkdir(parents=True, exist_ok=True)
 
     if app.config["PROXY_FIX"]:
-        from werkzeug.middleware.proxy_fix import ProxyFix
+        from .proxies import TrustedProxyFix
 
-        hops = app.config["PROXY_FIX"]
         # Wrapping wsgi_app is how Flask documents middleware; its annotation as a method cannot say so.
-        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
-            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops
+        app.wsgi_app = TrustedProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, app.config["PROXY_FIX"], app.config["TRUSTED_PROXIES"]
         )
 
     if not app.debug and not app.testing:

@@ -9,6 +9,7 @@ import secrets
 from collections.abc import Mapping
 from datetime import timedelta
 from email.utils import parseaddr
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -314,6 +315,36 @@ def _public_url(env: Mapping[str, str]) -> str:
     return url.rstrip("/")
 
 
+def _trusted_proxies(env: Mapping[str, str]) -> tuple[IPv4Network | IPv6Network, ...]:
+    """TRUSTED_PROXIES: the addresses (or networks) whose X-Forwarded-For/-Proto PROXY_FIX believes."""
+    raw = env.get("TRUSTED_PROXIES", "").strip() or "127.0.0.1,::1"
+    try:
+        return tuple(ip_network(part.strip(), strict=False) for part in raw.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(
+            "TRUSTED_PROXIES must be IP addresses or networks separated by commas, "
+            f"such as 127.0.0.1,10.0.0.5; got {raw!r}"
+        ) from None
+
+
+_HOST_NAME = re.compile(r"\.?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
+
+
+def _trusted_hosts(env: Mapping[str, str]) -> list[str] | None:
+    """TRUSTED_HOSTS: the host names the site answers to (Flask's TRUSTED_HOSTS); unset, any."""
+    raw = env.get("TRUSTED_HOSTS", "").strip()
+    if not raw:
+        return None
+    hosts = [part.strip().lower() for part in raw.split(",") if part.strip()]
+    for host in hosts:
+        if not _HOST_NAME.fullmatch(host) or len(host) > 253:
+            raise ConfigError(
+                "TRUSTED_HOSTS must be host names separated by commas, such as "
+                f"weighin.example.com,.example.org (a leading dot takes every subdomain); got {host!r}"
+            )
+    return hosts
+
+
 def rate_limit_storage_uri(broker_url: str) -> str:
     """Where failed logins are counted: the Redis of the broker, so all workers share one count."""
     return broker_url if broker_url.startswith("redis") else "memory://"
@@ -363,6 +394,8 @@ def load_config(instance_path: str | os.PathLike, env: Mapping[str, str] | None 
         # Also how long any login lasts at most: the server refuses its cookies after that.
         "REMEMBER_COOKIE_DURATION": timedelta(days=_int_env(env, "REMEMBER_COOKIE_DAYS", 30, 1, 365)),
         "PROXY_FIX": _int_env(env, "PROXY_FIX", 0, 0, 5),
+        "TRUSTED_PROXIES": _trusted_proxies(env),
+        "TRUSTED_HOSTS": _trusted_hosts(env),
         # Every form here is a few fields; a bigger body is a mistake or an attack (413 page).
         "MAX_CONTENT_LENGTH": MAX_REQUEST_BYTES,
         "RATELIMIT_STORAGE_URI": rate_limit_storage_uri(broker_url),

@@ -8,7 +8,7 @@ from flask import Flask, current_app, render_template, request
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, SecurityError
 
 from .extensions import db
 from .web import MEGABYTE, upload_limit
@@ -68,6 +68,10 @@ def _rollback_quietly() -> None:
 
 
 def _http_error(error: HTTPException):
+    if isinstance(error, SecurityError):
+        # A Host that is not in TRUSTED_HOSTS: no URL can be built for it, so no page either.
+        text = _("This site does not answer to that host name.") + "\n"
+        return text, 400, {"Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store"}
     code = error.code or 500
     message = str(MESSAGES.get(code, OTHER_MESSAGE))
     if code == 413 and (limit := upload_limit(request)) is not None:
