@@ -19,7 +19,7 @@ from flask.testing import FlaskClient
 
 from webapp import create_app
 from webapp.extensions import db
-from webapp.models import User
+from webapp.models import User, WeightEntry
 from webapp.testing import (
     free_port,
     login_session_id,
@@ -470,3 +470,36 @@ def csrf_token(client: httpx.Client) -> str:
     """The CSRF token a page of the app carries (and the session cookie now holds)."""
     page = client.get("/account/settings").text
     return re.search(r'"X-CSRFToken": "([^"]+)"', page).group(1)
+
+
+def seed_pages(server):
+    """An admin with a month of weights, a new user, and an idle user with a reminder waiting."""
+    seeder = Seeder(server)
+    try:
+        admin = seeder.user("admin@example.com", admin=True, days_ago=40)
+        new = seeder.user("new@example.com")
+        idle = seeder.user("idle@example.com", days_ago=30)
+        with seeder.app.app_context():
+            now = utcnow()
+            db.session.add_all(
+                WeightEntry(
+                    user_id=admin,
+                    measured_at=now - timedelta(days=day, hours=2),
+                    mass_g=80_000 - 150 * (30 - day),
+                    note="after a run" if day % 7 == 0 else "",
+                    created_at=now - timedelta(days=day),
+                    updated_at=now - timedelta(days=day),
+                )
+                for day in range(30)
+            )
+            db.session.commit()
+            entry_id = db.session.scalar(db.select(WeightEntry.id).limit(1))
+            db.session.remove()
+        seeder.scan()  # the idle user gets the banner
+        return {
+            "admin": seeder.cookie(admin),
+            "new": seeder.cookie(new),
+            "idle": seeder.cookie(idle),
+        }, entry_id
+    finally:
+        seeder.close()

@@ -8,15 +8,10 @@ under .axe/, or AXE_CORE_PATH names axe.min.js); without it the test skips, and 
 from __future__ import annotations
 
 import os
-from datetime import timedelta
 
 import pytest
 
-from webapp.extensions import db
-from webapp.models import WeightEntry
-from webapp.timeutil import utcnow
-
-from .support import ROOT, Seeder, unavailable
+from .support import ROOT, seed_pages, unavailable
 
 pytestmark = pytest.mark.browser
 
@@ -34,46 +29,13 @@ RUN_AXE = """async () => {
 }"""
 
 
-def _seed(server):
-    """An admin with a month of weights, a new user, and an idle user with a reminder waiting."""
-    seeder = Seeder(server)
-    try:
-        admin = seeder.user("admin@example.com", admin=True, days_ago=40)
-        new = seeder.user("new@example.com")
-        idle = seeder.user("idle@example.com", days_ago=30)
-        with seeder.app.app_context():
-            now = utcnow()
-            db.session.add_all(
-                WeightEntry(
-                    user_id=admin,
-                    measured_at=now - timedelta(days=day, hours=2),
-                    mass_g=80_000 - 150 * (30 - day),
-                    note="after a run" if day % 7 == 0 else "",
-                    created_at=now - timedelta(days=day),
-                    updated_at=now - timedelta(days=day),
-                )
-                for day in range(30)
-            )
-            db.session.commit()
-            entry_id = db.session.scalar(db.select(WeightEntry.id).limit(1))
-            db.session.remove()
-        seeder.scan()  # the idle user gets the banner
-        return {
-            "admin": seeder.cookie(admin),
-            "new": seeder.cookie(new),
-            "idle": seeder.cookie(idle),
-        }, entry_id
-    finally:
-        seeder.close()
-
-
 @pytest.mark.parametrize("viewport", sorted(VIEWPORTS))
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_every_page_has_no_axe_violations(make_server, browser, scheme, viewport):
     if not os.path.exists(AXE):
         unavailable(f"axe-core not found at {AXE} (npm install --prefix .axe axe-core, or set AXE_CORE_PATH)")
     server = make_server(f"axe-{scheme}-{viewport}")
-    cookies, entry_id = _seed(server)
+    cookies, entry_id = seed_pages(server)
     found: list[str] = []
 
     def check(page, state: str) -> None:
@@ -85,7 +47,10 @@ def test_every_page_has_no_axe_violations(make_server, browser, scheme, viewport
             )
 
     def visit(who: str | None, path: str, state: str, locale: str = "en-US"):
-        context = browser.new_context(viewport=VIEWPORTS[viewport], color_scheme=scheme, locale=locale)
+        # bypass_csp: the page's Content-Security-Policy would refuse the injected axe-core script.
+        context = browser.new_context(
+            viewport=VIEWPORTS[viewport], color_scheme=scheme, locale=locale, bypass_csp=True
+        )
         if who:
             context.add_cookies([{"name": "session", "value": cookies[who], "url": server.url}])
         page = context.new_page()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from .support import ROOT
+from .support import ROOT, seed_pages
 
 PHONE = {"width": 390, "height": 844}
 # Screenshots of every phone check land here (CI keeps the folder as the run's artefacts).
@@ -51,6 +51,14 @@ def test_favicon_and_touch_icon_are_served(client):
         served = client.get(href)
         assert served.status_code == 200
         served.close()
+
+
+# The outermost elements that reach past the screen's right edge, to say what to fix.
+WIDEST_ELEMENTS = """(limit) => [...document.querySelectorAll("body *")]
+  .filter(e => e.getBoundingClientRect().right > limit + 1
+    && !(e.parentElement && e.parentElement.getBoundingClientRect().right > limit + 1))
+  .slice(0, 5).map(e => e.tagName.toLowerCase() + (e.id ? "#" + e.id : "") + "." + [...e.classList].join(".")
+    + " " + Math.round(e.getBoundingClientRect().right) + "px")"""
 
 
 def _sign_up(page, url: str) -> None:
@@ -105,3 +113,38 @@ def test_new_korean_user_on_a_phone_sees_the_weight_field_first(make_server, bro
         page.screenshot(path=ARTEFACTS / f"phone-dashboard-ko-{scheme}.png", full_page=True)
     finally:
         context.close()
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_every_page_fits_a_phone_without_sideways_scrolling(make_server, browser, scheme):
+    server = make_server(f"phone-pages-{scheme}")
+    cookies, entry_id = seed_pages(server)
+    context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True, color_scheme=scheme)
+    context.add_cookies([{"name": "session", "value": cookies["admin"], "url": server.url}])
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    too_wide = []
+    try:
+        for name, path in [
+            ("dashboard", "/dashboard"),
+            ("history", "/entries"),
+            ("edit", f"/entries/{entry_id}/edit"),
+            ("goal", "/goal"),
+            ("settings", "/account/settings"),
+            ("admin", "/admin/"),
+            ("admins", "/admin/admins"),
+        ]:
+            page.goto(server.url + path)
+            ARTEFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=ARTEFACTS / f"phone-{name}-{scheme}.png", full_page=True)
+            width = page.evaluate("() => document.scrollingElement.scrollWidth")
+            if width > PHONE["width"]:
+                widest = page.evaluate(WIDEST_ELEMENTS, PHONE["width"])
+                too_wide.append(f"{path}: {width} px ({'; '.join(widest)})")
+            # The navigation stays within the screen's width.
+            nav = page.locator("header nav").bounding_box()
+            assert nav["x"] + nav["width"] <= PHONE["width"] + 1, path
+    finally:
+        context.close()
+    assert not too_wide, "pages wider than the phone: " + ", ".join(too_wide)
