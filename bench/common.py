@@ -6,6 +6,7 @@ project root with the virtualenv's Python; see bench/README.md.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import random
@@ -57,6 +58,15 @@ def machine() -> dict:
         "python": platform.python_version(),
         "load": os.getloadavg(),
     }
+
+
+def write_rows(path: Path | None, args, rows: list) -> None:
+    """Write a harness's --out file: its settings, the machine and the rows (nothing without --out)."""
+    if not path:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    config = {k: str(v) for k, v in vars(args).items()}
+    path.write_text(json.dumps({"config": config, "machine": machine(), "rows": rows}, indent=2, default=str))
 
 
 def percentile(values, q: float) -> float:

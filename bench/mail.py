@@ -23,7 +23,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from bench.common import bulk_users, drop_scratch, machine, make_app, scratch_database
+from bench.common import bulk_users, drop_scratch, make_app, scratch_database, write_rows
 from webapp.testing import SmtpServer
 
 
@@ -145,15 +145,7 @@ def main(argv=None) -> list[dict]:
             row = run_one(kind, size, args, folder)
             print(json.dumps(row), flush=True)
             rows.append(row)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(
-            json.dumps(
-                {"config": {k: str(v) for k, v in vars(args).items()}, "machine": machine(), "rows": rows},
-                indent=2,
-                default=str,
-            )
-        )
+    write_rows(args.out, args, rows)
     return rows
 
 

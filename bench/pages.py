@@ -28,12 +28,12 @@ from bench.common import (
     Server,
     bulk_users,
     drop_scratch,
-    machine,
     make_app,
     percentile,
     raise_nofile,
     scratch_database,
     session_cookie,
+    write_rows,
 )
 
 CSRF = re.compile(rb'name="csrf_token"[^>]*value="([^"]+)"|"X-CSRFToken"\s*:\s*"([^"]+)"')
@@ -209,14 +209,7 @@ def main(argv=None) -> list[dict]:
 
         db.engine.dispose()
     drop_scratch(database)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(
-            json.dumps(
-                {"config": {k: str(v) for k, v in vars(args).items()}, "machine": machine(), "rows": rows},
-                indent=2,
-            )
-        )
+    write_rows(args.out, args, rows)
     return rows
 
 

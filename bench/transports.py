@@ -26,11 +26,11 @@ from bench.common import (
     Server,
     bulk_users,
     drop_scratch,
-    machine,
     make_app,
     raise_nofile,
     scratch_database,
     session_cookie,
+    write_rows,
 )
 from bench.streams import check_delivery, collect_until
 
@@ -231,14 +231,7 @@ def main(argv=None) -> list[dict]:
             rows.append(row)
         drop_scratch(database)
     print(table(rows))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(
-            json.dumps(
-                {"config": {k: str(v) for k, v in vars(args).items()}, "machine": machine(), "rows": rows},
-                indent=2,
-            )
-        )
+    write_rows(args.out, args, rows)
     if args.plot:
         plot(rows, args.plot)
     return rows
