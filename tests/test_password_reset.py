@@ -81,7 +81,7 @@ def test_same_answer_whether_or_not_the_address_has_an_account(reset_app):
         ("not-an-email", "Enter a valid email address, such as ada@example.com."),
         ("ada@", "Enter a valid email address, such as ada@example.com."),
         ("ada@@example.com", "Enter a valid email address, such as ada@example.com."),
-        ("ada@exa\x00mple.com", "Enter a valid email address, such as ada@example.com."),
+        ("ada@exa\x00mple.com", "Remove the control characters from the email address."),
         ("a" * 250 + "@example.com", "An email address has at most 254 characters."),
     ],
 )
