@@ -42,7 +42,12 @@ def _email_argument(ctx, param, value: str) -> str:
 
 def _read_password(from_stdin: bool) -> str:
     if from_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
+        try:
+            password = sys.stdin.readline().rstrip("\r\n")
+        except UnicodeDecodeError:
+            raise click.ClickException("The password on standard input is not valid UTF-8.") from None
+        if any(0xDC80 <= ord(c) <= 0xDCFF for c in password):  # undecodable bytes, surrogate-escaped
+            raise click.ClickException("The password on standard input is not valid UTF-8.")
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     if len(password) < MIN_PASSWORD_LENGTH:

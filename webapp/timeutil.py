@@ -22,7 +22,9 @@ def in_current_year(local: datetime, zone: tzinfo) -> bool:
 @lru_cache(maxsize=1)
 def timezone_names() -> tuple[str, ...]:
     """Every IANA time zone name this machine knows, sorted, for the settings list."""
-    return tuple(sorted(available_timezones()))
+    # The tz database's files include two that are no zone names: "localtime" (whatever the
+    # machine's zone is) and "Factory"; only IANA names go into the list and are accepted.
+    return tuple(sorted(available_timezones() - {"localtime", "Factory", "posixrules"}))
 
 
 def get_zone(name: str) -> ZoneInfo:
@@ -38,7 +40,10 @@ def parse_iso_instant(text: str) -> datetime:
     value = datetime.fromisoformat(text.strip())
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-05:00 is past the last datetime in UTC
+        raise ValueError("out of range") from None
 
 
 class UTCDateTime(sa.types.TypeDecorator):

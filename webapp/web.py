@@ -17,6 +17,7 @@ from flask import (
     url_for,
 )
 from sqlalchemy import text
+from werkzeug.routing import IntegerConverter
 
 from .extensions import db
 from .formatting import format_day, format_day_time
@@ -225,7 +226,15 @@ def register_template_helpers(app: Flask) -> None:
     app.add_template_filter(local_datetime, "local_datetime")
 
 
+class AsciiIntegerConverter(IntegerConverter):
+    """`<int:...>` of ASCII digits only: werkzeug's \\d also takes "٣" (Arabic-Indic three)."""
+
+    regex = r"[0-9]+"
+
+
 def init_app(app: Flask) -> None:
+    # Before any blueprint adds a rule, so every <int:...> in the app uses it.
+    app.url_map.converters["int"] = AsciiIntegerConverter
     app.request_class = WeighinRequest
     app.register_blueprint(health_bp)
     app.register_blueprint(shell_bp)

@@ -5,6 +5,17 @@ from __future__ import annotations
 from flask_babel import gettext as _
 
 MAX_EMAIL_LENGTH = 254
+MAX_LOCAL_PART_OCTETS = 64
+
+
+def _mixes_scripts(text: str) -> bool:
+    """Whether one part of an address mixes Latin, Cyrillic and Greek letters, as a Cyrillic "а"
+    among Latin ones does: a look-alike of another address, never a real need."""
+    import unicodedata
+
+    scripts = {unicodedata.name(c, "?").split(" ")[0] for c in text if c.isalpha()}
+    # The alphabets whose letters look alike; Hangul or kana beside Latin are told apart at a glance.
+    return len(scripts & {"LATIN", "CYRILLIC", "GREEK"}) > 1
 
 
 def normalise_email(value):
@@ -27,4 +38,11 @@ def validated_email(value: str) -> str:
         result = validate_email(email, check_deliverability=False)
     except EmailNotValidError:
         raise ValueError(_("Enter a valid email address, such as ada@example.com.")) from None
+    # RFC 5321 4.5.3.1.1: a local part has at most 64 octets (email-validator does not check it).
+    if len(result.local_part.encode()) > MAX_LOCAL_PART_OCTETS:
+        raise ValueError(
+            _("The part before the @ has at most %(max)d characters.", max=MAX_LOCAL_PART_OCTETS)
+        )
+    if any(_mixes_scripts(part) for part in [result.local_part, *result.domain.split(".")]):
+        raise ValueError(_("Use the letters of one alphabet in each part of the address."))
     return normalise_email(result.normalized)

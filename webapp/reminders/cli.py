@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
@@ -16,18 +18,26 @@ from .lifecycle import scan
 reminders_cli = AppGroup("reminders", help="Reminder commands.")
 
 
+EARLIEST_NOW = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_NOW = datetime(9000, 12, 31, tzinfo=UTC)
+
+
 class Instant(click.ParamType):
     name = "ISO-8601"
 
     def convert(self, value, param, ctx):
         try:
-            return parse_iso_instant(value)
+            instant = parse_iso_instant(value)
         except ValueError:
             self.fail(
                 f"{value!r} is not an ISO 8601 date or date-time, such as 2026-11-26T09:00:00+00:00",
                 param,
                 ctx,
             )
+        # The scan and the sender count days back and forward from it: keep well inside datetime.
+        if not EARLIEST_NOW <= instant <= LATEST_NOW:
+            self.fail(f"{value!r} is out of range: give a time from the year 2000 to 9000", param, ctx)
+        return instant
 
 
 @reminders_cli.command("scan")
