@@ -69,6 +69,25 @@ def write_rows(path: Path | None, args, rows: list) -> None:
     path.write_text(json.dumps({"config": config, "machine": machine(), "rows": rows}, indent=2, default=str))
 
 
+def write_result(path: Path | None, result: dict) -> None:
+    """Write a harness's --out file when its result is one JSON document (nothing without --out)."""
+    if not path:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, default=str))
+
+
+def each_size(kinds, sizes, run) -> list:
+    """run(kind, size) for every database kind and size, each row printed as a JSON line as it comes."""
+    rows = []
+    for kind in kinds:
+        for size in sizes:
+            row = run(kind, size)
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    return rows
+
+
 def percentile(values, q: float) -> float:
     """The q-th percentile (0..100) by nearest rank; nan for no values."""
     if not values:

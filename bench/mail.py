@@ -14,7 +14,6 @@ and commit each reminder pays once).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from bench.common import bulk_users, drop_scratch, make_app, scratch_database, write_rows
+from bench.common import bulk_users, drop_scratch, each_size, make_app, scratch_database, write_rows
 from webapp.testing import SmtpServer
 
 
@@ -139,12 +138,7 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     folder = Path(tempfile.mkdtemp(prefix="bench-mail-"))
-    rows = []
-    for kind in args.db:
-        for size in args.reminders:
-            row = run_one(kind, size, args, folder)
-            print(json.dumps(row), flush=True)
-            rows.append(row)
+    rows = each_size(args.db, args.reminders, lambda kind, size: run_one(kind, size, args, folder))
     write_rows(args.out, args, rows)
     return rows
 

@@ -12,7 +12,6 @@ due users, not the number of users.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 from bench.common import (
     bulk_users,
     drop_scratch,
+    each_size,
     make_app,
     scratch_database,
     session_cookie,
@@ -153,12 +153,7 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     folder = Path(tempfile.mkdtemp(prefix="bench6-scan-"))
-    rows = []
-    for kind in args.db:
-        for size in args.users:
-            row = run_one(kind, size, args, folder)
-            print(json.dumps(row), flush=True)
-            rows.append(row)
+    rows = each_size(args.db, args.users, lambda kind, size: run_one(kind, size, args, folder))
     write_rows(args.out, args, rows)
     return rows
 

@@ -32,6 +32,7 @@ from bench.common import (
     raise_nofile,
     scratch_database,
     session_cookie,
+    write_result,
 )
 
 
@@ -208,9 +209,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", type=Path, help="write the JSON result here")
     args = parser.parse_args(argv)
     result = run(args)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2, default=str))
+    write_result(args.out, result)
     return result
 
 

@@ -48,6 +48,7 @@ from bench.common import (
     tree_cpu,
     tree_rss,
     wait_for_port,
+    write_result,
 )
 from bench.pages import CSRF, Session
 from bench.streams import check_delivery, collect_until
@@ -372,9 +373,7 @@ def main(argv=None) -> dict:
     if not args.weighin_only:
         result["table"] = table(result["weighin"], result["flask_sse"])
         print(result["table"], flush=True)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2, default=str))
+    write_result(args.out, result)
     return result
 
 
