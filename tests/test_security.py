@@ -8,6 +8,7 @@ import re
 from urllib.parse import urlsplit
 
 import pytest
+from werkzeug.routing import IntegerConverter
 
 from webapp import create_app
 from webapp.errors import CSRF_MESSAGE
@@ -53,10 +54,11 @@ def post_rules(app):
         for method in sorted((rule.methods or set()) & {"POST", "PUT", "PATCH", "DELETE"}):
             values = {}
             for name in rule.arguments:
-                converter = type(rule._converters[name]).__name__.replace("Converter", "").lower()
-                values[name] = samples.get(
-                    {"integer": "int", "unicode": "string"}.get(converter, converter), "x"
-                )
+                converter_obj = rule._converters[name]
+                converter = type(converter_obj).__name__.replace("Converter", "").lower()
+                if isinstance(converter_obj, IntegerConverter):  # the app's ASCII-digits one too
+                    converter = "int"
+                values[name] = samples.get({"unicode": "string"}.get(converter, converter), "x")
             found.append((rule.endpoint, method, values))
     return found
 
