@@ -223,6 +223,17 @@ def test_bad_entries_are_refused_and_nothing_is_stored(app, ada, client, overrid
         assert ada.user().last_weight_at is None
 
 
+@pytest.mark.parametrize("note", [b"%FF%FE", b"caf%C3", b"\xff\xfe"], ids=["escaped", "cut", "raw"])
+def test_a_form_that_is_not_utf8_text_is_refused_and_nothing_is_stored(app, ada, client, note):
+    fields = _entry_form({})
+    body = f"weight={fields['weight']}&measured_at={fields['measured_at']}&note=".encode() + note
+    response = client.post("/entries", data=body, content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 400
+    assert "characters that are not valid text, so nothing was saved" in response.get_data(as_text=True)
+    with app.app_context():
+        assert entries_of() == []
+
+
 def test_future_is_judged_in_the_users_zone(app, ada, client):
     set_user(app, timezone="Pacific/Kiritimati")
     # Two minutes ahead in Kiritimati: in the future there, whatever UTC says.

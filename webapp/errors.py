@@ -11,7 +11,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, SecurityError
 
 from .extensions import db
-from .web import MEGABYTE, upload_limit
+from .web import MEGABYTE, NotText, upload_limit
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,11 @@ def _http_error(error: HTTPException):
         return text, 400, {"Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store"}
     code = error.code or 500
     message = str(MESSAGES.get(code, OTHER_MESSAGE))
+    if isinstance(error, NotText):
+        message = _(
+            "The form held characters that are not valid text, so nothing was saved. Check what you "
+            "typed or pasted, and try again."
+        )
     if code == 413 and (limit := upload_limit(request)) is not None:
         message = _(
             "That file is larger than %(size)d MB, the most Weigh-in takes at once. Split it into "

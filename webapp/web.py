@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from urllib.parse import urlsplit
+from typing import IO, Any
+from urllib.parse import parse_qsl, urlsplit
 
 from flask import (
     Blueprint,
@@ -17,6 +18,8 @@ from flask import (
     url_for,
 )
 from sqlalchemy import text
+from werkzeug.exceptions import BadRequest
+from werkzeug.formparser import FormDataParser
 from werkzeug.routing import IntegerConverter
 
 from .extensions import db
@@ -51,12 +54,32 @@ def upload_limit(routed: Request) -> int | None:
     return getattr(view, "max_upload_bytes", None)
 
 
+class NotText(BadRequest):
+    """A form whose bytes are not UTF-8 text (errors.py gives it its own message)."""
+
+
+class StrictFormDataParser(FormDataParser):
+    """Werkzeug keeps undecodable bytes of a urlencoded form as literal "%FF" text, which would
+    then be stored as if typed; refuse such a form whole instead, before any field is used."""
+
+    def _parse_urlencoded(
+        self, stream: IO[bytes], mimetype: str, content_length: int | None, options: dict[str, str]
+    ) -> Any:
+        try:
+            items = parse_qsl(stream.read().decode(), keep_blank_values=True, errors="strict")
+        except UnicodeDecodeError:
+            raise NotText() from None
+        return stream, self.cls(items), self.cls()
+
+
 class WeighinRequest(Request):
     """A request whose body limit follows the view (see allows_upload).
 
     The limit has to be known before anything reads the form, and CSRFProtect reads it in a
     before_request hook; routing has already happened by then, so the view is known.
     """
+
+    form_data_parser_class = StrictFormDataParser
 
     @property
     def max_content_length(self) -> int | None:
