@@ -47,6 +47,7 @@ class Session:
         self.reader = self.writer = None
         self.csrf = ""
         self.measured_default = ""
+        self.posted = 0
 
     async def request(
         self, method: str, path: str, body: bytes = b"", extra: str = ""
@@ -89,13 +90,16 @@ class Session:
         body = urlencode(
             {
                 "csrf_token": self.csrf,
-                "weight": f"{random.uniform(60, 90):.1f}",
+                # A new weight each time: the app refuses the same weight again within a minute (a
+                # second tap), and 3,000 distinct values outlast any session's minute of posting.
+                "weight": f"{60 + (self.posted % 3000) / 100:.2f}",
                 "note": "",
                 # untouched date field, as a person leaves it: "now"
                 "measured_at": self.measured_default,
                 "measured_at_default": self.measured_default,
             }
         ).encode()
+        self.posted += 1
         status, _, elapsed = await self.request(
             "POST", "/entries", body, f"HX-Request: true\r\nX-CSRFToken: {self.csrf}\r\n"
         )
