@@ -51,10 +51,9 @@ from flask_babel import lazy_gettext as _l
 from ..csvcells import FORMULA_STARTS
 from ..text import has_control_characters
 from ..units import BOUNDS, MAX_GRAMS, MIN_GRAMS, to_grams
+from .forms import EARLIEST_YEAR, MAX_NOTE_CHARS
 
 MAX_LINE_BYTES = 16 * 1024
-MAX_NOTE_CHARS = 500
-EARLIEST_YEAR = 1900
 
 FORMAT_NAMES = {
     "weighin": _l("Weigh-in export"),

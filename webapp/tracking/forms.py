@@ -23,6 +23,7 @@ from ..units import WeightError, parse_weight
 LOCAL_FORMATS = ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S")
 INPUT_FORMAT = "%Y-%m-%dT%H:%M"
 EARLIEST_YEAR = 1900
+MAX_NOTE_CHARS = 500
 
 
 def _strip(value):
@@ -82,7 +83,7 @@ class EntryForm(_UserForm):
         validators=[
             # PostgreSQL refuses NUL in text, and other control characters are never typed on purpose.
             NoControlCharacters(_l("Remove the control characters from the note."), multi_line=True),
-            Length(max=500, message=_l("Keep the note to 500 characters or fewer.")),
+            Length(max=MAX_NOTE_CHARS, message=_l("Keep the note to 500 characters or fewer.")),
         ],
     )
     # The moment in UTC, set by validation like grams.
