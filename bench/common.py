@@ -6,6 +6,7 @@ project root with the virtualenv's Python; see bench/README.md.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import platform
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -528,6 +530,29 @@ class LocalPublisher:
 
     def close(self) -> None:
         pass
+
+
+def run_async(make_coroutine):
+    """asyncio.run(make_coroutine()) on a thread of its own, and its result (or its exception).
+
+    The harnesses are also called in-process by the smoke tests, where the session's Playwright
+    keeps an event loop running on the main thread and asyncio.run() refuses to start another.
+    A new thread has no running loop; the coroutine is created there, so none is left unawaited.
+    """
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = asyncio.run(make_coroutine())
+        except BaseException as error:  # handed back to the caller below
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run, name="bench-asyncio")
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 @contextmanager

@@ -42,6 +42,7 @@ from bench.common import (
     make_app,
     percentile,
     raise_nofile,
+    run_async,
     scratch_database,
     session_cookie,
     stop_process_group,
@@ -255,7 +256,7 @@ def run_weighin(args, redis: PrivateRedis, folder: Path) -> dict:
                         poster.close()
 
                 profiler = profile_worker(server, args.profile, args.seconds) if args.profile else None
-                sent_at, statuses = asyncio.run(go())
+                sent_at, statuses = run_async(go)
                 if profiler:
                     profiler.wait(timeout=args.seconds + 60)
                 when = dict(zip(chosen, sent_at, strict=True))
@@ -301,7 +302,7 @@ def run_peer(args, redis: PrivateRedis) -> dict:
                 finally:
                     poster.close()
 
-            sent_at, statuses = asyncio.run(go())
+            sent_at, statuses = run_async(go)
             return {rid: (uid, t) for rid, uid, t in zip(ids, chosen, sent_at, strict=True)}, statuses
 
         return measure(

@@ -23,6 +23,29 @@ def _postgres_available() -> bool:
         return False
 
 
+def test_harness_coroutines_run_beside_a_running_event_loop():
+    """The browser tests' Playwright keeps a loop running on the main thread for the whole session;
+    a harness called in-process after them must still run its coroutines, and hand back their errors."""
+    import asyncio
+
+    from bench.common import run_async
+
+    async def answer():
+        await asyncio.sleep(0)
+        return 42
+
+    async def fails():
+        raise LookupError("from the coroutine")
+
+    async def inside_a_loop():
+        assert run_async(answer) == 42
+        with pytest.raises(LookupError, match="from the coroutine"):
+            run_async(fails)
+        return True
+
+    assert asyncio.run(inside_a_loop())
+
+
 def test_streams_harness_delivers_every_reminder_once(tmp_path):
     from bench import streams
 
