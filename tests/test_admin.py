@@ -164,6 +164,33 @@ def test_threshold_and_email_search_through_the_page(app, admin_client):
     assert listed_emails(admin_client.get("/admin/?q=%25")) == []
 
 
+def test_default_list_uses_each_users_own_remind_after_days(app, admin_client):
+    """Without a threshold, a user is inactive by their own Settings value (0 = the site's 7)."""
+    with app.app_context():
+        add_user("three@x.com", at=ago(4), remind_after_days=3)
+        add_user("thirty@x.com", at=ago(10), remind_after_days=30)
+        add_user("default@x.com", at=ago(8))
+        add_user("recent@x.com", at=ago(5))
+        add_user("off@x.com", at=ago(5), remind_after_days=3, reminders_enabled=False, reminder_clock=None)
+    page = admin_client.get("/admin/").get_data(as_text=True)
+    assert set(re.findall(r'data-user-email="([^"]+)"', page)) == {
+        "three@x.com",
+        "default@x.com",
+        "off@x.com",
+    }
+    # Reminders off: still inactive by their own number of days, and marked so.
+    off_row = page[page.index('data-user-email="off@x.com"') :]
+    assert 'data-reminder-state="reminders off"' in off_row[: off_row.index("</tr>")]
+    assert 'id="count-inactive">3<' in page
+    # A threshold the admin types applies to everyone alike.
+    assert set(listed_emails(admin_client.get("/admin/?days=9"))) == {"thirty@x.com"}
+    with app.app_context():
+        found = {
+            u.email for u in db.session.scalars(inactive_users_query(InactiveFilter(days=None), utcnow()))
+        }
+    assert found == {"three@x.com", "default@x.com", "off@x.com"}
+
+
 def test_table_shows_clocks_days_and_reminder_state(app, admin_client):
     with app.app_context():
         make_user("dismissed@x.com", ago(20), weight=ago(12), name="Dee")
@@ -336,6 +363,24 @@ def test_page_query_walks_the_last_active_index_on_sqlite(app):
             assert "TEMP B-TREE" not in plan, plan
 
 
+def test_own_days_page_query_is_one_walk_of_the_last_active_index_on_sqlite(app):
+    """Each user's own number of days is a filter on the same range scan, not a second query or a sort."""
+    from sqlalchemy.dialects import sqlite
+
+    from webapp.admin.queries import _ordered, _seek
+
+    with app.app_context():
+        flt = InactiveFilter(days=None, after=Cursor(NOW - timedelta(days=300), 5))
+        for sort in ("longest", "shortest"):
+            flt.sort = sort
+            forward = sort == "longest"
+            query = _ordered(_seek(inactive_users_query(flt, NOW), flt.after, forward), forward).limit(51)
+            sql = str(query.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
+            plan = " | ".join(row[-1] for row in db.session.execute(db.text("EXPLAIN QUERY PLAN " + sql)))
+            assert "SEARCH users USING INDEX ix_users_last_active_at" in plan, plan
+            assert "TEMP B-TREE" not in plan and "SCAN" not in plan, plan
+
+
 # -- CSV -----------------------------------------------------------------------------------
 
 
@@ -375,7 +420,12 @@ def test_csv_export_of_the_filtered_list(app, admin_client):
     assert [r[0] for r in rows[1:]] == ["'=cmd@x.com", "plain@x.com"]
     assert rows[1][1] == '\'=HYPERLINK("http://evil")'
     assert rows[2][1] == 'Plain, "Quoted"'
-    assert rows[2][5] == "12" and rows[2][6] == "none" and rows[2][2].startswith(str(ago(12).year))
+    assert (
+        rows[2][5] == "12"
+        and rows[2][6] == "7"
+        and rows[2][7] == "none"
+        and rows[2][2].startswith(str(ago(12).year))
+    )
 
 
 # -- remind now ----------------------------------------------------------------------------

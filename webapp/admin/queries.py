@@ -14,6 +14,11 @@ Query plans, checked with EXPLAIN (tests/test_admin.py asserts the SQLite one):
 - Email search is a substring match (ILIKE '%...%'): no B-tree helps, so with a search the
   planner seq-scans users (about 0.85 s for a million rows). A pg_trgm GIN index would fix that
   on PostgreSQL if it matters; it is left out to keep the schema the same on both backends.
+- Without a threshold from the admin, each user is inactive by their own "remind me after"
+  (Settings; 0 = REMINDER_AFTER_DAYS): the same range scan, bounded by the shortest value anyone
+  may hold, with each row's own cut-off (a CASE on remind_after_days) as a filter on it. The rows
+  it reads and drops are the users active more recently than their own setting but longer ago
+  than the shortest one, at most the last 60 days' worth (tests/test_admin.py asserts the plan).
 - Counts: the total is one pass over users (about 0.15 s per million); "inactive" is the total
   minus the recent end of the index, so it never walks the (large) inactive range.
 """
@@ -30,7 +35,9 @@ from flask_babel import lazy_gettext as _l
 
 from ..extensions import db
 from ..models import MAX_ID, AdminAction, Reminder, User
+from ..reminders.lifecycle import cutoffs_by_choice
 from ..text import has_control_characters
+from ..timeutil import UTCDateTime
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_THRESHOLD_DAYS = 3650
@@ -90,34 +97,38 @@ class Cursor:
 
 @dataclass
 class InactiveFilter:
-    """The admin's choice of who to list: parsed from query parameters, every bad value made sane."""
+    """The admin's choice of who to list: parsed from query parameters, every bad value made sane.
 
-    days: int
+    days=None (no threshold given) lists each user by their own "remind me after" setting, whose
+    0 means site_days (REMINDER_AFTER_DAYS); a number applies to everyone alike.
+    """
+
+    days: int | None
     kind: str = "any"
     search: str = ""
     sort: str = "longest"
     after: Cursor | None = None
     before: Cursor | None = None
     notices: list[str] = field(default_factory=list)
+    site_days: int = 7
 
     @classmethod
-    def from_args(cls, args, default_days: int) -> InactiveFilter:
+    def from_args(cls, args, site_days: int) -> InactiveFilter:
         """Read the filters from request args; a bad value falls back to its default with a notice."""
         notices: list[str] = []
-        days = default_days
+        days: int | None = None
         raw_days = (args.get("days") or "").strip()
         if raw_days:
             if not WHOLE_NUMBER.fullmatch(raw_days):
                 notices.append(
                     _(
-                        "“%(value)s” is not a whole number of days; showing %(days)d.",
+                        "“%(value)s” is not a whole number of days; showing each user by their own setting.",
                         value=raw_days[:40],
-                        days=default_days,
                     )
                 )
             elif int(raw_days) < 1:
                 notices.append(
-                    _("The threshold must be at least 1 day; showing %(days)d.", days=default_days)
+                    _("The threshold must be at least 1 day; showing each user by their own setting.")
                 )
             elif int(raw_days) > MAX_THRESHOLD_DAYS:
                 days = MAX_THRESHOLD_DAYS
@@ -160,7 +171,7 @@ class InactiveFilter:
         if after and before:
             notices.append(_("A page link cannot go both ways; showing the first page."))
             after = before = None
-        return cls(days, kind, search, sort, after, before, notices)
+        return cls(days, kind, search, sort, after, before, notices, site_days)
 
     def params(self, **overrides) -> dict:
         """Query parameters that reproduce this filter (without defaults), for links and forms."""
@@ -173,14 +184,37 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def own_cutoff(now: datetime, site_days: int):
+    """The SQL value "now minus this user's own remind-after days" (0 = site_days), per row."""
+    cutoffs = cutoffs_by_choice(now, site_days)
+    return sa.case(
+        *((User.remind_after_days == days, sa.literal(cutoff, UTCDateTime)) for days, cutoff in cutoffs),
+        else_=sa.literal(now - timedelta(days=site_days), UTCDateTime),
+    )
+
+
+def own_days_range(now: datetime, site_days: int) -> tuple[datetime, datetime]:
+    """(earliest, latest) of the cut-offs any user may hold: everyone before the first is inactive."""
+    cutoffs = [cutoff for _days, cutoff in cutoffs_by_choice(now, site_days)]
+    return min(cutoffs), max(cutoffs)
+
+
+def is_inactive(now: datetime, site_days: int):
+    """The condition "inactive by their own setting", as a range on last_active_at plus a filter."""
+    _earliest, latest = own_days_range(now, site_days)
+    return sa.and_(User.last_active_at <= latest, User.last_active_at <= own_cutoff(now, site_days))
+
+
 def inactive_users_query(flt: InactiveFilter, now: datetime):
-    """Users inactive for at least flt.days, narrowed by the filters; unordered and unpaged.
+    """Users inactive for at least flt.days (or their own days), narrowed by the filters; unordered, unpaged.
 
     Inactive means the rule's own test: last_active_at (the latest of sign-up, last weight entry
     and last goal change) at or before now - days, so a user inactive exactly `days` is listed.
     """
-    cutoff = now - timedelta(days=flt.days)
-    query = db.select(User).where(User.last_active_at <= cutoff)
+    if flt.days is None:
+        query = db.select(User).where(is_inactive(now, flt.site_days))
+    else:
+        query = db.select(User).where(User.last_active_at <= now - timedelta(days=flt.days))
     if flt.kind == "weight":
         query = query.where(User.last_weight_at.is_not(None))
     elif flt.kind == "goal":
@@ -300,25 +334,24 @@ class Overview:
     dismissed_this_week: int
 
 
-def overview_counts(now: datetime, after_days: int) -> Overview:
-    """The counts at the top of the page.
+def overview_counts(now: datetime, site_days: int) -> Overview:
+    """The counts at the top of the page ("inactive" by each user's own setting).
 
     Inactive users are usually the many, so "inactive" is the total minus a count over the
-    recent end of ix_users_last_active_at, never a count over the long end. The total itself is
-    one pass over the table (about 0.15 s for a million rows on PostgreSQL; see the module notes).
+    recent end of ix_users_last_active_at (back to the longest setting anyone may hold, each row
+    against its own cut-off), never a count over the long end. The total itself is one pass over
+    the table (about 0.15 s for a million rows on PostgreSQL; see the module notes).
     """
     week_ago = now - timedelta(days=7)
-    cutoff = now - timedelta(days=after_days)
+    earliest, _latest = own_days_range(now, site_days)
 
-    def recently_active(since: datetime) -> int:
-        return (
-            db.session.scalar(db.select(sa.func.count()).select_from(User).where(User.last_active_at > since))
-            or 0
-        )
+    def count(*where) -> int:
+        return db.session.scalar(db.select(sa.func.count()).select_from(User).where(*where)) or 0
 
     total = db.session.scalar(db.select(sa.func.count()).select_from(User)) or 0
-    active_7 = recently_active(week_ago)
-    inactive = max(0, total - (active_7 if cutoff == week_ago else recently_active(cutoff)))
+    active_7 = count(User.last_active_at > week_ago)
+    still_active = count(User.last_active_at > earliest, User.last_active_at > own_cutoff(now, site_days))
+    inactive = max(0, total - still_active)
     open_reminders = (
         db.session.scalar(
             db.select(sa.func.count()).select_from(Reminder).where(Reminder.open_for_user_id.is_not(None))

@@ -138,6 +138,7 @@ CSV_COLUMNS = (
     "last_goal_at",
     "last_active_at",
     "days_inactive",
+    "remind_after_days",
     "reminder_state",
     "last_reminder_at",
     "reminder_email",
@@ -177,6 +178,7 @@ def export_csv():
 
 
 def _csv_rows(writer, buffer, users, now, iso, final=False):
+    site_days = current_app.config["REMINDER_AFTER_DAYS"]
     latest = latest_reminders([user.id for user in users])
     mails = mail_by_reminder([reminder.id for reminder in latest.values()])
     for user in users:
@@ -192,6 +194,7 @@ def _csv_rows(writer, buffer, users, now, iso, final=False):
                     iso(user.last_goal_at),
                     iso(user.last_active_at),
                     days_inactive(user, now),
+                    user.remind_after_days or site_days,
                     reminder_state(user, reminder),
                     iso(reminder.created_at) if reminder else "",
                     email.label,

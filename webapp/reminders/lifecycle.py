@@ -145,7 +145,7 @@ REMIND_AFTER_CHOICES = range(3, 61)
 SITE_DEFAULT_DAYS = 0
 
 
-def _cutoffs(now: datetime, after_days: int) -> list[tuple[int, datetime]]:
+def cutoffs_by_choice(now: datetime, after_days: int) -> list[tuple[int, datetime]]:
     """(remind_after_days value, the clock cut-off it means) for every value a user may hold."""
     return [
         (SITE_DEFAULT_DAYS, now - timedelta(days=after_days)),
@@ -168,7 +168,7 @@ def due_users_query(now: datetime, after_days: int, limit: int | None = None):
     cost follows the due users, and values nobody chose cost one empty index probe each.
     """
     branches = []
-    for days, cutoff in _cutoffs(now, after_days):
+    for days, cutoff in cutoffs_by_choice(now, after_days):
         branch = (
             sa.select(User.id)
             .where(User.remind_after_days == days, User.reminder_clock <= cutoff)
@@ -198,7 +198,7 @@ def claim_due_users_statement(now: datetime, after_days: int, limit: int):
     meanwhile moved the clock past the cut-off, and a concurrent scanner's claim set it to NULL.
     On PostgreSQL, SKIP LOCKED lets two scanners share the due users instead of queueing.
     """
-    cutoffs = _cutoffs(now, after_days)
+    cutoffs = cutoffs_by_choice(now, after_days)
     # PostgreSQL locks no rows of a UNION, so the locking select is an outer one over its ids.
     due = (
         db.select(User.id)
