@@ -167,7 +167,7 @@ def test_dashboard_speaks_korean_with_korean_dates(client, auth, app):
         "/entries", data={"weight": "72,5", "measured_at": "2026-12-02T07:00"}, follow_redirects=True
     )
     html = saved.get_data(as_text=True)
-    assert "기록했습니다: 72.50 kg" in html
+    assert "기록했습니다: 72.5 kg" in html
     assert "12월 2일 07:00" in html  # the entry's time in the table, in Korean order
     assert "Latest" not in html and "Recent entries" not in html
 

@@ -106,7 +106,7 @@ def test_new_korean_user_on_a_phone_sees_the_weight_field_first(make_server, bro
 
         weight.fill("72,5")
         button.click()
-        expect(page.locator("#quick-add-message")).to_have_text("기록했습니다: 72.50 kg")
+        expect(page.locator("#quick-add-message")).to_have_text("기록했습니다: 72.5 kg")
         expect(weight).to_have_value("")
         expect(page.locator("#stat-latest")).to_contain_text("72.5 kg")
         assert page.evaluate("() => document.scrollingElement.scrollWidth") <= PHONE["width"]

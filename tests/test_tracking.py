@@ -125,7 +125,32 @@ def test_quick_add_plain_post_stores_grams_and_records_activity(app, ada, client
         assert user.last_weight_at is not None
         kinds = db.session.scalars(db.select(OutboxEvent.kind).where(OutboxEvent.channel == user.channel))
         assert "weight" in list(kinds)
-    assert "Logged 72.50 kg." in client.get("/dashboard").get_data(as_text=True)
+    assert "Logged 72.5 kg." in client.get("/dashboard").get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    "unit,locale,typed,shown,message",
+    [
+        ("kg", "en", "72.50", "72.5 kg", "Logged 72.5 kg."),
+        ("kg", "en", "79,25", "79.25 kg", "Logged 79.25 kg."),
+        ("lb", "en", "160.00", "160.0 lb", "Logged 160.0 lb."),
+        ("lb", "en", "160.5", "160.5 lb", "Logged 160.5 lb."),
+        ("kg", "ko", "72.50", "72.5 kg", "기록했습니다: 72.5 kg"),
+        ("lb", "ko", "160.50", "160.5 lb", "기록했습니다: 160.5 lb"),
+    ],
+)
+@pytest.mark.parametrize("htmx", [False, True])
+def test_logged_message_formats_the_weight_as_the_table_does(
+    app, ada, client, unit, locale, typed, shown, message, htmx
+):
+    set_user(app, unit=unit, locale=locale)
+    headers = {"HX-Request": "true"} if htmx else {}
+    when = local_input(utcnow() - timedelta(minutes=5))
+    response = client.post("/entries", headers=headers, data={"weight": typed, "measured_at": when})
+    body = response.get_data(as_text=True) if htmx else client.get("/dashboard").get_data(as_text=True)
+    assert message in body
+    table = client.get("/entries").get_data(as_text=True)
+    assert f'<td class="num">{shown}</td>' in table
 
 
 def test_quick_add_with_htmx_returns_the_fragment(app, ada, client):
@@ -141,7 +166,7 @@ def test_quick_add_with_htmx_returns_the_fragment(app, ada, client):
     assert response.status_code == 200
     assert "HX-Request" in response.headers["Vary"]
     assert body.lstrip().startswith('<div id="dashboard-live">') and "<html" not in body
-    assert "Logged 80.00 kg." in body
+    assert "Logged 80.0 kg." in body
     assert "<svg" in body and "80.0 kg" in body
     # The field is empty again and not focused, so a second tap cannot save the weight twice.
     assert 'id="quick-add"' in body and "autofocus" not in body

@@ -125,6 +125,17 @@ def format_weight(grams: int | float | None, unit: str, places: int = 1, with_un
     return f"{text} {unit}" if with_unit else text
 
 
+def format_weight_exact(grams: int | None, unit: str) -> str:
+    """An entry's weight as typed (up to two decimals, no trailing zeros), e.g. '79.25 kg', '72.5 kg'.
+
+    What the weight table, the latest figure and the "Logged ..." message all show, so a weight
+    reads the same everywhere it is repeated.
+    """
+    if grams is None:
+        return ""
+    return f"{localise_number(input_value(grams, unit))} {unit}"
+
+
 def format_change(grams: int | float | None, unit: str, places: int = 1) -> str:
     """A signed difference for display, e.g. '−0.4 kg' or '+1.2 lb' (a true minus sign)."""
     if grams is None:

@@ -6,7 +6,7 @@ from jinja2 import pass_context
 
 from ..formatting import format_day_time
 from ..timeutil import get_zone, in_current_year
-from ..units import format_change, format_weight, input_value, localise_number
+from ..units import format_change, format_weight, format_weight_exact
 from .views import bp
 
 
@@ -43,10 +43,7 @@ def weight_change_filter(context, grams, places: int = 1) -> str:
 @pass_context
 def weight_exact_filter(context, grams) -> str:
     """Template filter: an entry's weight as typed (up to two decimals), e.g. '79.25 kg'."""
-    if grams is None:
-        return ""
-    unit = _viewer_unit(context)
-    return f"{localise_number(input_value(grams, unit))} {unit}"
+    return format_weight_exact(grams, _viewer_unit(context))
 
 
 @pass_context

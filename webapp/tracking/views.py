@@ -21,7 +21,7 @@ from ..extensions import db
 from ..models import MAX_ID, GoalChange, User, WeightEntry
 from ..reminders.lifecycle import record_goal_changed, record_weight_logged
 from ..timeutil import get_zone, utcnow
-from ..units import format_weight, from_grams, input_value
+from ..units import format_weight_exact, from_grams, input_value
 from ..web import MEGABYTE, allows_upload, is_htmx, render_page_or_fragment
 from . import imports
 from .chart import build_chart
@@ -135,7 +135,7 @@ def add_entry():
     db.session.add(entry)
     record_weight_logged(user, now)  # same transaction: the clock, the reminder and the outbox
     db.session.commit()
-    message = _("Logged %(weight)s.", weight=format_weight(entry.mass_g, user.unit, places=2))
+    message = _("Logged %(weight)s.", weight=format_weight_exact(entry.mass_g, user.unit))
     if is_htmx():
         return render_page_or_fragment(
             "tracking/dashboard.html",
@@ -216,7 +216,7 @@ def goal():
         db.session.add(GoalChange(user_id=user.id, target_g=form.grams, start_g=start, created_at=now))
         record_goal_changed(user, now)
         db.session.commit()
-        flash(_("Goal set to %(weight)s.", weight=format_weight(form.grams, user.unit, places=2)), "success")
+        flash(_("Goal set to %(weight)s.", weight=format_weight_exact(form.grams, user.unit)), "success")
         return redirect(url_for("tracking.dashboard"))
     history = goal_history(user.id, GOAL_HISTORY)
     status = 422 if form.errors else 200
