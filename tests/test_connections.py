@@ -193,6 +193,53 @@ def test_idle_and_slow_clients_are_dropped_and_others_still_served(any_server):
             sock.close()
 
 
+def send_body_slowly(sock: socket.socket, path: str, chunks: int, chunk: bytes, pause: float) -> None:
+    """A form POST whose body comes in `chunks` pieces, `pause` seconds apart (a slow upload)."""
+    length = chunks * len(chunk)
+    sock.sendall(
+        request_bytes(
+            "POST",
+            path,
+            extra=f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {length}\r\n",
+        )
+    )
+    for _ in range(chunks):
+        time.sleep(pause)
+        sock.sendall(chunk)
+
+
+def test_a_slow_but_steady_body_is_not_cut_by_the_request_timeout(any_server):
+    """REQUEST_TIMEOUT bounds the silence between a body's bytes, not the whole body (DECISIONS)."""
+    timeout = 2
+    server = any_server(REQUEST_TIMEOUT=timeout)
+    # About 40 KiB/s, never silent for long, and in all twice the timeout and more.
+    chunk = b"note=" + b"x" * (16 * 1024 - 6) + b"&"
+    with raw_connection(server.port) as sock:
+        try:
+            send_body_slowly(sock, "/account/login", chunks=12, chunk=chunk, pause=0.4)
+        except OSError as error:  # the server stopped reading and reset the connection
+            pytest.fail(f"the upload was cut: {error!r}")
+        status, _ = read_head(sock.makefile("rb"))
+    assert status.startswith("HTTP/1.1 ") and " 408" not in status, status
+
+
+def test_a_trickled_body_still_gets_408(any_server):
+    """A body that never stalls for the timeout but crawls (a byte at a time) is still cut."""
+    timeout = 2
+    server = any_server(REQUEST_TIMEOUT=timeout)
+    with raw_connection(server.port) as sock:
+        try:
+            send_body_slowly(sock, "/account/login", chunks=40, chunk=b"x", pause=0.25)
+        except OSError:
+            pass  # cut while sending: what the test wants
+        assert wait_until_closed(sock, within=timeout + MARGIN) is not None
+        reader = sock.makefile("rb")
+        status, headers = read_head(reader)
+        assert status.startswith("HTTP/1.1 408"), status
+        body = reader.read(int(headers["content-length"])).decode()
+    assert "stopped arriving" in body and "nothing was saved" in body
+
+
 def test_a_kept_alive_connection_still_serves_requests_within_the_timeout(make_server):
     server = make_server(REQUEST_TIMEOUT=5)
     with raw_connection(server.port) as sock:

@@ -7,7 +7,10 @@ A client that stops reading must not pin a greenlet, a socket and megabytes of k
 - A write that the kernel has not taken within the write timeout (two heartbeats) aborts the
   connection with a reset, which frees whatever is still queued for it at once. A stream's
   writes are not waited for past SSE_MAX_LIFETIME either.
-- A request body must arrive within REQUEST_TIMEOUT seconds, else 408 and the connection closes.
+- A request body may not go silent for REQUEST_TIMEOUT seconds, and must keep up an average of
+  MIN_BODY_RATE bytes a second beyond its first REQUEST_TIMEOUT seconds (Apache mod_reqtimeout's
+  `body=N,MinRate=R`), else 408 and the connection closes: a slow but steady upload (a 20 MB
+  import on a slow link) arrives, a client trickling bytes to hold a connection does not.
 
 `ConnectionLimits` does this for both servers, given the client socket in the environ
 (gunicorn's `gunicorn.socket`, or ours from `EmbeddedHandler`). The embedded server's handler
@@ -77,33 +80,61 @@ def limit_send_buffer(sock: socket.socket) -> None:
         pass
 
 
+# The slowest average a request body may keep up after its first REQUEST_TIMEOUT seconds: about
+# 128 kbit/s, below a poor mobile link; 20 MB then has about 21 minutes.
+MIN_BODY_RATE = 16 * 1024
+# A body is read in pieces of this size, each with its own idle limit.
+READ_PIECE = 8 * 1024
+
+
 class _BodyTimeout(Exception):
     """Raised into a greenlet whose request body has not arrived in time."""
 
 
 class _DeadlineInput:
-    """wsgi.input with a deadline for the whole body: past it, 408 and no more reading."""
+    """wsgi.input with the body's time limits (see the module): past them, 408 and no more reading."""
 
-    def __init__(self, stream, sock: socket.socket, deadline: float):
+    def __init__(self, stream, sock: socket.socket, started: float, idle_timeout: float, min_rate: float):
         self._stream = stream
         self._sock = sock
-        self._deadline = deadline
+        self._started = started
+        self._idle_timeout = idle_timeout
+        self._min_rate = min_rate
+        self._received = 0
         self.timed_out = False
 
+    def _allowed(self) -> float:
+        """Seconds the next read may wait: the idle limit, within what the bytes so far have earned."""
+        earned = self._started + self._idle_timeout + self._received / self._min_rate
+        return min(self._idle_timeout, earned - time.monotonic())
+
     def _call(self, method, *args):
-        remaining = self._deadline - time.monotonic()
+        remaining = self._allowed()
         if remaining > 0:
             try:
                 with gevent.Timeout(remaining, _BodyTimeout):
-                    return method(*args)
+                    data = method(*args)
             except _BodyTimeout:
                 pass
+            else:
+                self._received += len(data) if isinstance(data, bytes) else sum(map(len, data))
+                return data
         self.timed_out = True
         _stop_reading(self._sock)
         raise RequestTimeout()
 
-    def read(self, *args):
-        return self._call(self._stream.read, *args)
+    def read(self, size: int | None = None) -> bytes:
+        # In pieces, each waited for on its own: one read of a whole 1 MiB form (Werkzeug's for
+        # urlencoded bodies) would otherwise have to arrive within one idle limit.
+        parts = []
+        left = -1 if size is None or size < 0 else size
+        while left:
+            part = self._call(self._stream.read, READ_PIECE if left < 0 else min(left, READ_PIECE))
+            if not part:
+                break
+            parts.append(part)
+            left = left if left < 0 else left - len(part)
+        return b"".join(parts)
 
     def readline(self, *args):
         return self._call(self._stream.readline, *args)
@@ -187,7 +218,7 @@ class ConnectionLimits:
             environ.get("CONTENT_LENGTH", "0") not in ("", "0")
             or "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
         ):
-            body = _DeadlineInput(environ["wsgi.input"], sock, started + self.request_timeout)
+            body = _DeadlineInput(environ["wsgi.input"], sock, started, self.request_timeout, MIN_BODY_RATE)
             environ["wsgi.input"] = body
         stream_ends_at: float | None = None
 

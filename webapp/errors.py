@@ -20,6 +20,11 @@ MESSAGES = {
     403: _l("You do not have access to that page."),
     404: _l("There is nothing here. Check the address, or go back to your dashboard."),
     405: _l("That action is not allowed here."),
+    # REQUEST_TIMEOUT (webapp/connections.py): the body stalled or crawled.
+    408: _l(
+        "The request stopped arriving (the connection stalled or was far too slow), so nothing was saved. "
+        "Check your connection and try again."
+    ),
     413: _l("That request is too large."),
     429: _l("Too many requests. Please wait a little and try again."),
     500: _l("Something went wrong on our side. Please try again in a moment."),
