@@ -227,6 +227,34 @@ def test_live_banner_through_the_guides_nginx_over_http2(nginx_site, browser):
 
 @pytest.mark.services
 @pytest.mark.browser
+def test_a_large_import_upload_reaches_the_app_through_the_guides_nginx(nginx_site, browser):
+    """Past nginx's default 1 MiB body cap: the app itself answers a 3 MB import file."""
+    from playwright.sync_api import expect
+
+    site = nginx_site
+    context = browser.new_context(ignore_https_errors=True)
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    try:
+        page.goto(f"{site.url}/account/signup")
+        page.get_by_label("Email").fill("cy@example.com")
+        page.get_by_label("Password").fill("correct horse battery")
+        page.locator("#content form button[type=submit]").click()
+        expect(page).to_have_url(re.compile(r"/dashboard$"))
+        page.goto(f"{site.url}/entries/import")
+        # One line far longer than any format allows: the app's own message, not nginx's 413.
+        big = b"date,weight\n" + b"1" * 3_000_000 + b"\n"
+        page.get_by_label("CSV file").set_input_files(
+            {"name": "big.csv", "mimeType": "text/csv", "buffer": big}
+        )
+        page.get_by_role("button", name="Show what will be imported").click()
+        expect(page.locator("#import-error")).to_be_visible()
+    finally:
+        context.close()
+
+
+@pytest.mark.services
+@pytest.mark.browser
 def test_streams_come_back_through_a_release(nginx_site, browser):
     """One host stopped: the page's stream reconnects to the other. Every host stopped: nginx
     answers /events with an empty stream and a retry, so even a standard EventSource keeps
