@@ -4,21 +4,29 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import threading
+import time
 from datetime import UTC, datetime
 
 import gevent
+import psycopg
 import pytest
 import sqlalchemy
 from gevent.queue import Queue
 
 from webapp.events import sse
 from webapp.events.broker import MemoryBroker, Subscription
-from webapp.events.outbox import announce, latest_event_id
+from webapp.events.outbox import (
+    COMMIT_ORDER_LOCK_KEY,
+    announce,
+    announce_to_user_and_admins,
+    latest_event_id,
+)
 from webapp.extensions import current_broker, db
 from webapp.models import ADMINS_CHANNEL, User, user_channel
 from webapp.reminders import lifecycle
 
-from .support import add_user, log_in_client
+from .support import add_user, build_app, log_in_client
 
 MALFORMED_IDS = ["abc", "-1", "9" * 50, "", "   ", "1.5", "0x10", "١٢", "12abc", "x" * 4000, "1 2"]
 
@@ -381,6 +389,60 @@ def test_on_sqlite_a_second_writer_cannot_take_an_outbox_id_before_the_first_com
             assert other.execute("SELECT max(id) FROM outbox").fetchone()[0] > dismissed
         finally:
             other.close()
+
+
+def test_on_postgresql_an_outbox_id_is_drawn_only_under_the_commit_order_lock(tmp_path, postgres_url):
+    """Outbox ids follow commit order on PostgreSQL (docs/DECISIONS.md, live path): while another
+    writer holds the commit-order lock (between its outbox rows and the end of its commit), a
+    commit waits for it before drawing any outbox id; then it writes and publishes its rows."""
+    app = build_app(tmp_path, "pg", SQLALCHEMY_DATABASE_URI=postgres_url)
+    with app.app_context():
+        user_id = add_user().id
+        sub = current_broker(app).subscribe([user_channel(user_id), ADMINS_CHANNEL], maxsize=10)
+    errors: list[BaseException] = []
+
+    def remind_now():
+        try:
+            with app.app_context():
+                announce_to_user_and_admins(user_id, "reminder")
+                announce(user_channel(user_id), "login")
+                db.session.commit()
+        except BaseException as error:  # reported by the test's own thread
+            errors.append(error)
+
+    sequence = "SELECT last_value, is_called FROM outbox_id_seq"
+    waiting = (
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND wait_event_type = 'Lock' AND wait_event = 'advisory'"
+    )
+    other = psycopg.connect(postgres_url.replace("+psycopg", ""), autocommit=True)
+    try:
+        other.execute("SELECT pg_advisory_lock(%s)", (COMMIT_ORDER_LOCK_KEY,))
+        drawn_before = other.execute(sequence).fetchone()
+        writer = threading.Thread(target=remind_now)
+        writer.start()
+        deadline = time.monotonic() + 30
+        while other.execute(waiting).fetchone()[0] == 0 and writer.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert other.execute(waiting).fetchone()[0] == 1, errors
+        assert other.execute(sequence).fetchone() == drawn_before
+        other.execute("SELECT pg_advisory_unlock(%s)", (COMMIT_ORDER_LOCK_KEY,))
+        writer.join(30)
+        assert not writer.is_alive() and not errors
+        rows = other.execute("SELECT channel, kind, id FROM outbox ORDER BY id").fetchall()
+        assert other.execute("SELECT pg_try_advisory_lock(%s)", (COMMIT_ORDER_LOCK_KEY,)).fetchone()[0]
+    finally:
+        other.close()
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+    assert [(channel, kind) for channel, kind, _ in rows] == [
+        (user_channel(user_id), "reminder"),
+        (ADMINS_CHANNEL, "reminder"),
+        (user_channel(user_id), "login"),
+    ]
+    woken = sorted(sub.queue.get_nowait() for _ in range(sub.queue.qsize()))
+    assert woken == sorted([(ADMINS_CHANNEL, rows[1][2]), (user_channel(user_id), rows[2][2])])
 
 
 def test_the_streamed_banner_speaks_the_stored_language(stream_app):

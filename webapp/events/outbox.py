@@ -8,11 +8,12 @@ from datetime import timedelta
 from typing import cast
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from ..extensions import current_broker, db
 from ..models import ADMINS_CHANNEL, OutboxEvent, user_channel
-from ..timeutil import utcnow
+from ..timeutil import UTCDateTime, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +145,8 @@ def _write_announcements(session):
     newest id I sent" would keep a stale banner. Inserting under a transaction-level lock makes
     ids commit-ordered: the next transaction gets its id only once this one is visible. The rest
     of the transaction is flushed first, so the lock is held only for the inserts and the commit
-    itself (never while waiting for a row lock, which could deadlock). SQLite has one writer,
+    itself (never while waiting for a row lock, which could deadlock): on PostgreSQL the lock and
+    the inserts are one statement (`_INSERT_UNDER_LOCK`). SQLite has one writer,
     whose write lock already lasts from the first insert to the commit.
     """
     if session.in_nested_transaction():
@@ -154,13 +156,42 @@ def _write_announcements(session):
     if not announced:
         return
     session.flush()
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(sa.select(sa.func.pg_advisory_xact_lock(COMMIT_ORDER_LOCK_KEY)))
-    session.add_all(
-        OutboxEvent(channel=channel, kind=kind, created_at=created_at)
-        for channel, kind, created_at in announced
+    if session.get_bind().dialect.name != "postgresql":
+        session.add_all(
+            OutboxEvent(channel=channel, kind=kind, created_at=created_at)
+            for channel, kind, created_at in announced
+        )
+        session.flush()
+        return
+    channels, kinds, created = (list(column) for column in zip(*announced, strict=True))
+    rows = session.execute(
+        _INSERT_UNDER_LOCK,
+        {"key": COMMIT_ORDER_LOCK_KEY, "channels": channels, "kinds": kinds, "created": created},
     )
-    session.flush()
+    session.info.setdefault(_PENDING, []).extend((channel, event_id) for channel, event_id in rows)
+
+
+# The lock and the outbox rows in one statement, the last before COMMIT: the lock is held from
+# inside this statement to the end of the commit, across one round trip of the worker's (this
+# statement's answer, then the COMMIT) instead of two (a SELECT of the lock, then the INSERT). The rows come from
+# l's one row, so every id is drawn after the lock is granted; arrays keep the statement's text
+# (and its prepared plan) the same whatever the number of rows.
+_INSERT_UNDER_LOCK = (
+    sa.text(
+        "WITH l AS (SELECT pg_advisory_xact_lock(:key)) "
+        "INSERT INTO outbox (channel, kind, created_at) "
+        "SELECT v.channel, v.kind, v.created_at FROM l, "
+        "unnest(:channels, :kinds, :created) AS v(channel, kind, created_at) "
+        "RETURNING channel, id"
+    )
+    .bindparams(
+        sa.bindparam("key", type_=sa.BigInteger),
+        sa.bindparam("channels", type_=postgresql.ARRAY(sa.String)),
+        sa.bindparam("kinds", type_=postgresql.ARRAY(sa.String)),
+        sa.bindparam("created", type_=postgresql.ARRAY(UTCDateTime)),
+    )
+    .columns(sa.column("channel", sa.String), sa.column("id", sa.BigInteger))
+)
 
 
 @sa.event.listens_for(Session, "after_transaction_create")
