@@ -203,7 +203,13 @@ def make_app(database_url: str, broker_url: str = "memory://", **extra):
     )
     # The real migrations, so the indexes measured are the ones deployments get; in a subprocess,
     # as deployments run them (and so Alembic's env.py never runs inside a test process).
-    env = {**os.environ, "DATABASE_URL": database_url, "BROKER_URL": "memory://", "SECRET_KEY": BENCH_SECRET}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "BROKER_URL": "memory://",
+        "SECRET_KEY": BENCH_SECRET,
+        "INSTANCE_PATH": str(instance),
+    }
     env.pop("FLASK_APP", None)
     migrated = subprocess.run(
         [sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"],
@@ -373,6 +379,8 @@ class Server:
             "DATABASE_URL": database_url,
             "BROKER_URL": broker_url,
             "SECRET_KEY": BENCH_SECRET,
+            # Whatever the server writes there (.eml mail) stays out of the repository's instance/.
+            "INSTANCE_PATH": tempfile.mkdtemp(prefix=f"bench6-{kind}-instance-"),
             "PORT": str(self.port),
             "HOST": "127.0.0.1",
             "REMINDER_SCAN_INTERVAL": "0",

@@ -50,6 +50,7 @@ def main() -> None:
         "SECRET_KEY": "bench-secret-key-0123456789abcdef",
         "DATABASE_URL": f"sqlite:///{folder}/bench.db",
         "BROKER_URL": "memory://",
+        "INSTANCE_PATH": folder,
     }
     runs = [run_once(env) for _ in range(args.runs)]
     wall = sorted(r["wall"] for r in runs)

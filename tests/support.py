@@ -145,7 +145,11 @@ class ServerProcess:
 
 
 def server_env(tmp_path: Path, **overrides) -> dict:
-    """An environment for a server subprocess on its own SQLite file and free port."""
+    """An environment for a server subprocess on its own SQLite file, instance folder and free port.
+
+    Its own instance folder, so what the app writes there (.eml mail without MAIL_URL) stays in
+    tmp_path instead of the repository's instance/.
+    """
     env = {
         k: v
         for k, v in os.environ.items()
@@ -154,6 +158,7 @@ def server_env(tmp_path: Path, **overrides) -> dict:
     env.update(
         {
             "DATABASE_URL": f"sqlite:///{tmp_path / 'server.db'}",
+            "INSTANCE_PATH": str(tmp_path / "instance"),
             "BROKER_URL": "memory://",
             "SECRET_KEY": TEST_SECRET,
             "PORT": str(free_port()),

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from tests.support import ROOT, TEST_SECRET, free_port, server_env
-from webapp.config import ConfigError, load_config
+from webapp.config import ConfigError, instance_folder, load_config
 
 SHARED_DB = "postgresql+psycopg://weighin@db.example.com:5432/weighin"
 
@@ -246,3 +246,10 @@ def test_prepare_threshold_in_the_database_url_goes_to_psycopg(tmp_path, raw, th
 def test_a_bad_prepare_threshold_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="prepare_threshold must be none"):
         config(tmp_path, SECRET_KEY=TEST_SECRET, DATABASE_URL=f"{SHARED_DB}?prepare_threshold=sometimes")
+
+
+def test_instance_path_names_the_instance_folder(tmp_path):
+    default = tmp_path / "beside-the-code"
+    assert instance_folder({}, default) == default
+    assert instance_folder({"INSTANCE_PATH": "  "}, default) == default
+    assert instance_folder({"INSTANCE_PATH": str(tmp_path / "data")}, default) == tmp_path / "data"

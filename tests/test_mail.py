@@ -262,3 +262,20 @@ def test_mail_send_command_prints_what_it_sent(tmp_path, smtp_server):
     assert len(smtp_server.wait_for_messages(2)) == 2
     bad = flask_cli(["mail", "send", "--now", "yesterday"], env, check=False)
     assert bad.returncode == 2 and "is not an ISO 8601 date" in bad.stderr
+
+
+def test_without_mail_url_a_subprocess_writes_its_mail_under_its_instance_path(tmp_path):
+    """INSTANCE_PATH moves the instance folder, .eml mail included, out of the code's own folder."""
+    env = server_env(tmp_path, INSTANCE_PATH=tmp_path / "elsewhere")
+    env.pop("MAIL_URL", None)
+    flask_cli(["db", "upgrade"], env)
+    app = build_app(tmp_path, "files", SQLALCHEMY_DATABASE_URI=env["DATABASE_URL"])
+    with app.app_context():
+        _queue(1)
+        message_id = db.session.scalar(db.select(QueuedMail.message_id))
+        db.session.remove()
+        db.engine.dispose()
+    result = flask_cli(["mail", "send", "--now", NOW.isoformat()], env)
+    assert "mail: 1 sent, 0 failed" in result.stdout
+    (eml,) = (tmp_path / "elsewhere" / "mail").glob("*.eml")
+    assert BytesParser(policy=policy.default).parsebytes(eml.read_bytes())["Message-ID"] == message_id

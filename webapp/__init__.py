@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flask import Flask
 
-from .config import ConfigError, load_config
+from .config import ConfigError, instance_folder, load_config
 
 if TYPE_CHECKING:
     from .events.broker import Broker
@@ -37,7 +38,9 @@ def create_app(config: dict | None = None) -> Flask:
         template_folder=str(ROOT / "templates"),
         static_folder=str(ROOT / "static"),
     )
-    instance_path = (config or {}).get("INSTANCE_PATH", app.instance_path)
+    # The environment's INSTANCE_PATH, unless `config` names one.
+    instance_path = (config or {}).get("INSTANCE_PATH") or instance_folder(os.environ, app.instance_path)
+    app.instance_path = str(instance_path)
     app.config.update(load_config(instance_path))
     if config:
         app.config.update(config)

@@ -350,6 +350,12 @@ def rate_limit_storage_uri(broker_url: str) -> str:
     return broker_url if broker_url.startswith("redis") else "memory://"
 
 
+def instance_folder(env: Mapping[str, str], default: str | os.PathLike) -> Path:
+    """INSTANCE_PATH: the folder of the embedded default's database, generated key and .eml mail."""
+    raw = env.get("INSTANCE_PATH", "").strip()
+    return Path(raw).expanduser().absolute() if raw else Path(default)
+
+
 def load_config(instance_path: str | os.PathLike, env: Mapping[str, str] | None = None) -> dict:
     """Build the Flask config mapping from the environment (os.environ by default)."""
     env = os.environ if env is None else env
