@@ -7,8 +7,8 @@ from collections import OrderedDict
 from datetime import timedelta
 from typing import cast
 
+import psycopg
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from ..extensions import current_broker, db
@@ -163,34 +163,47 @@ def _write_announcements(session):
         )
         session.flush()
         return
-    channels, kinds, created = (list(column) for column in zip(*announced, strict=True))
-    rows = session.execute(
-        _INSERT_UNDER_LOCK,
-        {"key": COMMIT_ORDER_LOCK_KEY, "channels": channels, "kinds": kinds, "created": created},
-    )
+    raw = session.connection().connection.driver_connection
+    created = [UTCDateTime().process_bind_param(when, None) for _, _, when in announced]
+    params = {
+        "key": COMMIT_ORDER_LOCK_KEY,
+        "channels": [channel for channel, _, _ in announced],
+        "kinds": [kind for _, kind, _ in announced],
+        "created": created,
+    }
+    # Only a session that began its connection's transaction may end it (one bound to a
+    # Connection with a transaction of its own, as a test's outer transaction, must not).
+    commit_now = psycopg.Pipeline.is_supported() and isinstance(session.get_bind(), sa.Engine)
+    try:
+        if commit_now:
+            # The COMMIT goes out with the statement, and PostgreSQL runs it as soon as the
+            # statement ends: the lock is held for the server's own work only, never across a
+            # round trip of the worker's (whose next turn on a busy machine can be many
+            # milliseconds away). This is the last before_commit hook (the login hook puts itself
+            # first), the session is flushed, and SQLAlchemy's COMMIT that follows finds the
+            # transaction ended, which psycopg answers without sending anything.
+            with raw.pipeline():
+                inserted = raw.execute(_INSERT_UNDER_LOCK, params)
+                raw.execute(b"COMMIT")
+        else:
+            inserted = raw.execute(_INSERT_UNDER_LOCK, params)
+        rows = inserted.fetchall()
+    except psycopg.Error as error:
+        raise sa.exc.DBAPIError.instance(_INSERT_UNDER_LOCK, params, error, psycopg.Error) from error
     session.info.setdefault(_PENDING, []).extend((channel, event_id) for channel, event_id in rows)
 
 
-# The lock and the outbox rows in one statement, the last before COMMIT: the lock is held from
-# inside this statement to the end of the commit, across one round trip of the worker's (this
-# statement's answer, then the COMMIT) instead of two (a SELECT of the lock, then the INSERT). The rows come from
-# l's one row, so every id is drawn after the lock is granted; arrays keep the statement's text
-# (and its prepared plan) the same whatever the number of rows.
+# The lock and the outbox rows in one statement, the last of the transaction: the rows come from
+# l's one row, so every id is drawn after the lock is granted, and the lock lasts to the end of the
+# commit. Arrays keep the statement's text (and its prepared plan) the same whatever the number of
+# rows. Sent on the driver's connection, beneath SQLAlchemy, so the COMMIT can go with it.
 _INSERT_UNDER_LOCK = (
-    sa.text(
-        "WITH l AS (SELECT pg_advisory_xact_lock(:key)) "
-        "INSERT INTO outbox (channel, kind, created_at) "
-        "SELECT v.channel, v.kind, v.created_at FROM l, "
-        "unnest(:channels, :kinds, :created) AS v(channel, kind, created_at) "
-        "RETURNING channel, id"
-    )
-    .bindparams(
-        sa.bindparam("key", type_=sa.BigInteger),
-        sa.bindparam("channels", type_=postgresql.ARRAY(sa.String)),
-        sa.bindparam("kinds", type_=postgresql.ARRAY(sa.String)),
-        sa.bindparam("created", type_=postgresql.ARRAY(UTCDateTime)),
-    )
-    .columns(sa.column("channel", sa.String), sa.column("id", sa.BigInteger))
+    "WITH l AS (SELECT pg_advisory_xact_lock(%(key)s)) "
+    "INSERT INTO outbox (channel, kind, created_at) "
+    "SELECT v.channel, v.kind, v.created_at FROM l, "
+    "unnest(%(channels)s::varchar[], %(kinds)s::varchar[], %(created)s::timestamp[]) "
+    "AS v(channel, kind, created_at) "
+    "RETURNING channel, id"
 )
 
 
