@@ -126,6 +126,38 @@ def test_logging_a_weight_in_one_tab_clears_the_banner_in_the_other(server, seed
     expect_banner(form_tab, present=False)
 
 
+def test_logging_a_weight_in_one_tab_updates_the_others_latest_and_table(server, seeder, new_context):
+    from playwright.sync_api import expect
+
+    ada, bob = seeder.user("ada@example.com"), seeder.user("bob@example.com")
+    context = new_context(ada)
+    form_tab, other = Tab(context, server.url + "/dashboard"), Tab(context, server.url + "/dashboard")
+    bob_tab = Tab(new_context(bob), server.url + "/dashboard")
+    summary_gets = {tab: [] for tab in (other, bob_tab)}
+    for tab, gets in summary_gets.items():
+        tab.page.on("request", lambda r, gets=gets: gets.append(r) if "/dashboard/summary" in r.url else None)
+    navigations: list[str] = []
+    other.page.on("framenavigated", lambda frame: navigations.append(frame.url))
+    # Half-typed in the other tab: the refresh must leave the form alone.
+    other.page.get_by_label("Weight", exact=True).fill("8")
+    expect(other.page.locator("#stat-latest")).to_have_count(0)  # a new user: the welcome
+
+    form_tab.page.get_by_label("Weight", exact=True).fill("72.5")
+    form_tab.page.get_by_role("button", name="Log weight").click()
+    expect(other.page.locator("#stat-latest .stat-value")).to_have_text("72.5 kg", timeout=LIVE)
+    expect(other.page.locator("table.entries tbody tr")).to_have_count(1)
+    expect(other.page.locator("table.entries tbody tr").first).to_contain_text("72.5 kg")
+    expect(other.page.get_by_label("Weight", exact=True)).to_have_value("8")
+    assert navigations == []  # no reload
+
+    form_tab.page.get_by_label("Weight", exact=True).fill("72.1")
+    form_tab.page.get_by_role("button", name="Log weight").click()
+    expect(other.page.locator("#stat-latest .stat-value")).to_have_text("72.1 kg", timeout=LIVE)
+    expect(other.page.locator("table.entries tbody tr")).to_have_count(2)
+    time.sleep(1.5)  # longer than the outbox listener's interval: a stray event would have arrived
+    assert summary_gets[bob_tab] == [] and len(summary_gets[other]) >= 2
+
+
 def test_the_page_reconnects_after_a_server_restart_and_shows_the_right_state(server, seeder, new_context):
     user_id = seeder.user("ada@example.com", days_ago=8)
     tab = Tab(new_context(user_id), server.url + "/dashboard")

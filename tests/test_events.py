@@ -250,6 +250,48 @@ def test_admins_also_get_the_admins_channel_as_a_named_event(stream_app):
         stream.close()
 
 
+def _log_weight(app, user_id):
+    with app.app_context():
+        lifecycle.record_weight_logged(db.session.get(User, user_id))
+        db.session.commit()
+
+
+def test_own_news_also_says_changed_so_the_dashboard_summary_refreshes(stream_app):
+    ada, bob = _user(stream_app), _user(stream_app, "bob@example.com")
+    streams = {}
+    try:
+        for user_id in (ada, bob):
+            streams[user_id] = _stream_for(stream_app, user_id)
+            streams[user_id].next()
+        # A first connect comes with a page just rendered: no refresh asked for.
+        assert "weighin:changed" not in streams[ada].next()
+        streams[bob].next()
+        _log_weight(stream_app, ada)  # outbox ids 1 (ada's channel) and 2 (the admins')
+        news = streams[ada].next()
+        assert news.startswith("id: 1\ndata: ") and news.endswith(
+            "event: weighin:changed\nid: 1\ndata: 1\n\n"
+        )
+        assert streams[bob].next() == ":\n\n"  # only the user's own changes, and only to them
+    finally:
+        for stream in streams.values():
+            stream.close()
+    # A tab that comes back (hx-sse paused it while hidden) and missed news refreshes too ...
+    _log_weight(stream_app, ada)
+    stream = _stream_for(stream_app, ada, **{"Last-Event-ID": "1"})
+    try:
+        stream.next()
+        assert stream.next().endswith("event: weighin:changed\nid: 3\ndata: 3\n\n")
+    finally:
+        stream.close()
+    # ... and one that missed nothing gets nothing.
+    stream = _stream_for(stream_app, ada, **{"Last-Event-ID": "3"})
+    try:
+        stream.next()
+        assert stream.next() == ":\n\n"
+    finally:
+        stream.close()
+
+
 def test_a_slow_client_is_dropped_when_its_queue_overflows(stream_app):
     user_id = _user(stream_app)
     stream = _stream_for(stream_app, user_id)

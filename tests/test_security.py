@@ -329,6 +329,7 @@ AUTHORIZATION = {
     "accounts.logout_everywhere": LOGGED_IN,
     # tracking: a user's own log
     "tracking.dashboard": LOGGED_IN,
+    "tracking.dashboard_summary": LOGGED_IN,
     "tracking.add_entry": LOGGED_IN,
     "tracking.history": LOGGED_IN,
     "tracking.goal": LOGGED_IN,

@@ -36,6 +36,10 @@ STREAM_HEADERS = {
 SIGNED_OUT_EVENT = "weighin:signed-out"
 # Admins' pages listen for this named event (it bubbles from #reminder-area) and refresh.
 ADMINS_EVENT = "weighin:admins"
+# "Your own data changed" (a weight or goal logged in another tab, say): the dashboard's summary
+# listens and fetches itself again with an ordinary GET. It carries the event id only, so the
+# stream still holds nothing but the reminder area and ids of the user's own channels.
+CHANGED_EVENT = "weighin:changed"
 # What a standard EventSource waits before reconnecting (htmx's hx-sse has its own backoff).
 RETRY_MS = 2000
 # Sent to a stream ended because its account opened more than SSE_MAX_STREAMS_PER_USER. The
@@ -54,9 +58,11 @@ def _closing_events(reason: str | None) -> str:
     return sse.retry(random.randint(250, 1500))
 
 
-def _snapshot_events(html: str | None, event_id: int, *, admins: bool) -> str:
+def _snapshot_events(html: str | None, event_id: int, *, admins: bool, changed: bool = False) -> str:
     """The events that bring a client up to date as of outbox id event_id."""
     chunk = sse.event(html, event_id=event_id) if html is not None else ""
+    if changed:
+        chunk += sse.event(str(event_id), name=CHANGED_EVENT, event_id=event_id)
     if admins:
         chunk += sse.event(str(event_id), name=ADMINS_EVENT, event_id=event_id)
     return chunk
@@ -123,7 +129,9 @@ def stream():
             # A client already at the newest id keeps its area: re-sending it would make screen
             # readers announce the banner again after every reconnect.
             if sent != newest:
-                yield _snapshot_events(html, newest, admins=is_admin)
+                # A reconnect (a tab shown again after hx-sse paused it while hidden) may have
+                # missed changes; a first connect comes with a page that was just rendered.
+                yield _snapshot_events(html, newest, admins=is_admin, changed=sent is not None)
                 sent = newest
             html = None  # an idle stream keeps no rendered area
             deadline = time.monotonic() + lifetime
@@ -169,7 +177,7 @@ def stream():
                     return
                 if newest <= sent:
                     continue  # a late or repeated wake-up: nothing the client has not seen
-                yield _snapshot_events(html, newest, admins=ADMINS_CHANNEL in news)
+                yield _snapshot_events(html, newest, admins=ADMINS_CHANNEL in news, changed=html is not None)
                 sent = newest
         except Exception:
             # Headers are gone, so no error page: end the stream and let the client resume.

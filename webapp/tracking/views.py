@@ -102,6 +102,15 @@ def dashboard():
     )
 
 
+@bp.get("/dashboard/summary")
+@login_required
+def dashboard_summary():
+    """The dashboard's summary alone (chart, stats, recent entries): what a "changed" event refreshes."""
+    return render_page_or_fragment(
+        "tracking/dashboard.html", "tracking/_dashboard_summary.html", **_dashboard_context(_user())
+    )
+
+
 @bp.post("/entries")
 @login_required
 def add_entry():
