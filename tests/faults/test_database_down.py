@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ..support import PostgresServer, Seeder, csrf_token
+from ..support import PostgresServer, csrf_token
 
 pytestmark = pytest.mark.services
 
@@ -32,13 +32,12 @@ def private_postgres():
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def test_requests_get_503_with_retry_after_while_postgresql_is_down(make_server, private_postgres):
+def test_requests_get_503_with_retry_after_while_postgresql_is_down(
+    make_server, private_postgres, make_seeder
+):
     server = make_server(DATABASE_URL=private_postgres.url)
-    seeder = Seeder(server)
-    try:
-        user_id = seeder.user("ada@example.com", days_ago=8)
-    finally:
-        seeder.close()
+    seeder = make_seeder(server)  # closed at teardown, after its last use (the client's login below)
+    user_id = seeder.user("ada@example.com", days_ago=8)
     with seeder.client(user_id) as client:
         assert client.get("/dashboard").status_code == 200
         token = csrf_token(client)
