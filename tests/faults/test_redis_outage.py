@@ -1,14 +1,16 @@
-"""A Redis outage, measured (issue 10, item 2): banners stay within the outbox catch-up interval
-while Redis is down, and every broker listener is subscribed again within seconds of its return.
+"""A Redis outage (issue 10, item 2): banners keep arriving from the outbox while Redis is down,
+every broker listener subscribes again once it is back, and from then on changes go through Redis.
 
-The bounds asserted here are the feature itself, so they have slack for a loaded two-core machine;
-the figures are printed (`pytest -s`) and recorded in docs/BENCHMARKS.md.
+What is asserted are outcomes, each waited for with a generous deadline, so a loaded machine makes
+the test slower, never red. How late the banners were is printed (`pytest -s`) and recorded in
+docs/BENCHMARKS.md, not asserted.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import re
 import secrets
 import threading
 import time
@@ -17,16 +19,18 @@ import psycopg
 import pytest
 import redis
 
-from .harness import Person, StreamWatcher, assert_delivery
+from webapp.models import user_channel
+
+from .harness import Person, StreamWatcher, assert_delivery, stream_worker
 
 pytestmark = pytest.mark.services
 
 OUTAGE_SECONDS = 30.0
-# The goal is 6 s at p99 with the defaults (a 5 s catch-up); 2 s more for a busy machine.
-LATE_DURING_OUTAGE = 8.0
-# The goal is 2 s; 2 s more for a busy machine.
-BACK_WITHIN = 4.0
 PEOPLE = 4
+# Generous deadlines for an outcome: how long it actually took is printed.
+LISTENERS_WITHIN = 60.0
+PUBLISHED_WITHIN = 30.0
+FAILED_PUBLISH = re.compile(r"Redis publish of event (\d+) failed")
 
 
 class Changer(threading.Thread):
@@ -106,9 +110,30 @@ def _listeners(client: redis.Redis, channel: str) -> int:
         return 0
 
 
-def test_redis_outage_keeps_banners_within_the_catch_up_and_listeners_come_back(
-    gunicorn, people, db, redis_server
-):
+def _wait_for_listeners(client: redis.Redis, channel: str, count: int, what: str) -> int:
+    """Wait until at least `count` clients are subscribed to the channel; how many there are then."""
+    deadline = time.monotonic() + LISTENERS_WITHIN
+    while (subscribed := _listeners(client, channel)) < count:
+        assert time.monotonic() < deadline, f"{what}: {subscribed} of {count} within {LISTENERS_WITHIN:.0f} s"
+        time.sleep(0.05)
+    return subscribed
+
+
+def _subscribed_probe(url: str, channel: str):
+    """A pub/sub client of the test's own on the events channel, once Redis has confirmed it."""
+    pubsub = redis.Redis.from_url(url, socket_timeout=5).pubsub()
+    pubsub.subscribe(channel)
+    deadline = time.monotonic() + LISTENERS_WITHIN
+    while (message := pubsub.get_message(timeout=1.0)) is None or message["type"] != "subscribe":
+        assert time.monotonic() < deadline, "Redis never confirmed the probe's subscription"
+    return pubsub
+
+
+def _newest_outbox_id(db) -> int:
+    return db.query("SELECT coalesce(max(id), 0) FROM outbox")[0][0]
+
+
+def test_redis_outage_keeps_banners_arriving_and_listeners_come_back(gunicorn, people, db, redis_server):
     prefix = f"weighin:t{secrets.token_hex(4)}:"
     channel = prefix + "events"
     web = gunicorn("web", workers=2, REDIS_PREFIX=prefix)
@@ -118,32 +143,58 @@ def test_redis_outage_keeps_banners_within_the_catch_up_and_listeners_come_back(
     watchers = [people.watch(person, [web.url]) for person in group]
     probe = redis.Redis.from_url(redis_server.url, socket_timeout=2)
 
-    deadline = time.monotonic() + 20
-    while (subscribed := _listeners(probe, channel)) < 1:
-        assert time.monotonic() < deadline, "no broker listener subscribed to Redis"
-        time.sleep(0.1)
-    time.sleep(1.0)  # the other worker's listener, if it has streams
-    subscribed = _listeners(probe, channel)
+    # A worker starts its one listener with its first stream: every worker holding a stream has one.
+    pids = web.wait_for_workers()
+    holders = {stream_worker(watcher, web.port, pids) for watcher in watchers}
+    subscribed = _wait_for_listeners(probe, channel, len(holders), "broker listeners subscribed to Redis")
 
     lock = threading.Lock()
     changers = [Changer(web.url, admin, lock, watcher) for watcher in watchers]
     live = _run_changes(changers, 5)
 
+    # Every change made while Redis is down reaches its stream before Redis is started again
+    # (_run_changes waits for each one): only the outbox can have carried it.
     redis_server.kill()
     outage = _run_changes(changers, OUTAGE_SECONDS)
-
+    assert outage, "no change was made while Redis was down"
     redis_server.start()
     back = time.monotonic()
+    heard = _subscribed_probe(redis_server.url, channel)  # one more subscriber than the workers'
+    before_back = _newest_outbox_id(db)
     after: list[float] = []
     changes_after = threading.Thread(target=lambda: after.extend(_run_changes(changers, 5)), daemon=True)
     changes_after.start()  # changes made at once, while the listeners come back
     probe = redis.Redis.from_url(redis_server.url, socket_timeout=2)
-    while _listeners(probe, channel) < subscribed:
-        assert time.monotonic() - back < 60, "the broker listeners never came back"
-        time.sleep(0.05)
+    _wait_for_listeners(
+        probe, channel, subscribed + 1, "broker listeners subscribed again after Redis was back"
+    )
     recovered = time.monotonic() - back
     changes_after.join(timeout=180)
+    assert not changes_after.is_alive(), "the changes after Redis came back never finished"
     assert after, "no change was measured after Redis came back"
+
+    # Live again means through Redis: no publish of an event committed once Redis was back failed,
+    # as one sent on a connection from before the restart would (it is logged, with its event id;
+    # a publish skipped during the moment's pause after a failure is not, and not one of these)...
+    failed = [int(event_id) for event_id in FAILED_PUBLISH.findall(web.log())]
+    assert not [event_id for event_id in failed if event_id > before_back], (
+        f"publishes failed after Redis came back: {sorted(failed)}, newest event before {before_back}"
+    )
+    # ...and each person's next change is heard on Redis by a subscriber of the test's own.
+    final_from = _newest_outbox_id(db)
+    for changer in changers:
+        changer.change_once()
+    expected = {user_channel(watcher.person.id) for watcher in watchers}
+    deadline = time.monotonic() + PUBLISHED_WITHIN
+    while expected:
+        assert time.monotonic() < deadline, f"no publish on Redis for {sorted(expected)}"
+        message = heard.get_message(timeout=1.0)
+        if message is None or message["type"] != "message":
+            continue
+        event_channel, _, event_id = message["data"].decode().rpartition(":")
+        if event_id.isdigit() and int(event_id) > final_from:
+            expected.discard(event_channel)
+    heard.close()
 
     print(
         f"\nRedis outage of {OUTAGE_SECONDS:.0f} s, {PEOPLE} people, 2 workers, "
@@ -153,8 +204,4 @@ def test_redis_outage_keeps_banners_within_the_catch_up_and_listeners_come_back(
         f"  listeners subscribed again {recovered:.2f} s after Redis was back ({subscribed} of them)\n"
         f"  Redis back:   {_summary(after)}"
     )
-    assert max(outage) <= LATE_DURING_OUTAGE, f"banners up to {max(outage):.1f} s late during the outage"
-    assert recovered <= BACK_WITHIN, f"listeners took {recovered:.1f} s to subscribe again"
-    # Live again means through Redis: a publish is not lost on a connection from before the restart.
-    assert max(after) <= BACK_WITHIN, f"changes up to {max(after):.1f} s late after Redis came back"
     assert_delivery(watchers, db, require_all=False)
