@@ -110,6 +110,20 @@ def flask_cli(
     return result
 
 
+# How long a server subprocess may take to listen: a few seconds usually, far more on a loaded
+# machine; only a server that never comes up should fail a test.
+START_WITHIN = 60.0
+
+
+def _wait_until_listening(proc: subprocess.Popen, port: int) -> None:
+    """Wait for a server subprocess to listen; one that never does is stopped, not left running."""
+    try:
+        wait_for_port(port, timeout=START_WITHIN, proc=proc)
+    except BaseException:
+        stop_process_group(proc, grace=5)
+        raise
+
+
 class ServerProcess:
     """`python wsgi.py` (the embedded gevent server) on a free port, as a subprocess."""
 
@@ -131,7 +145,7 @@ class ServerProcess:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        wait_for_port(self.port, proc=self.proc)
+        _wait_until_listening(self.proc, self.port)
         return self
 
     def stop(self) -> None:
@@ -231,7 +245,7 @@ class GunicornProcess:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        wait_for_port(self.port, proc=self.proc)
+        _wait_until_listening(self.proc, self.port)
         self.wait_for_workers()
         return self
 
