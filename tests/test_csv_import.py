@@ -12,7 +12,7 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.test import encode_multipart
 
 from webapp.extensions import db
-from webapp.models import PendingImport, PendingImportRow, User, WeightEntry
+from webapp.models import OutboxEvent, PendingImport, PendingImportRow, User, WeightEntry
 from webapp.timeutil import utcnow
 
 FIXTURES = Path(__file__).parent / "fixtures" / "imports"
@@ -93,6 +93,17 @@ def test_every_sample_file_previews_then_imports(app, ada, client, name):
         assert len(entries()) == found["added"]
         assert db.session.scalar(db.select(db.func.count()).select_from(PendingImport)) == 0
     assert staged_count(app) == 0
+
+
+def test_importing_old_history_tells_the_users_other_tabs(app, ada, client):
+    """Not activity (old entries), but the entries changed: the user's own channel hears of it."""
+    path = preview_path(upload(client, "date,weight\n2024-03-01T07:00:00Z,80\n"))
+    assert client.post(path).status_code == 302
+    with app.app_context():
+        user = db.session.scalar(db.select(User).where(User.email == "ada@example.com"))
+        assert user.last_weight_at is None
+        kinds = db.session.scalars(db.select(OutboxEvent.kind).where(OutboxEvent.channel == user.channel))
+        assert list(kinds) == ["entries"]
 
 
 def test_preview_reports_duplicates_conflicts_and_refused_rows_with_line_numbers(app, ada, client):

@@ -364,6 +364,23 @@ def test_delete_asks_first_then_deletes(app, ada, client):
     assert client.post(f"/entries/{entry_id}/delete").status_code == 404
 
 
+def outbox_kinds(app, channel) -> list[str]:
+    with app.app_context():
+        return list(db.session.scalars(db.select(OutboxEvent.kind).where(OutboxEvent.channel == channel)))
+
+
+def test_edits_and_deletes_tell_the_users_other_tabs_not_the_admins(app, ada, client):
+    """Not activity, but the entries changed: the user's stream wakes their other dashboards."""
+    entry_id = add_entry(app, "ada@example.com", 72_000, datetime(2025, 3, 1, 7, 30, tzinfo=UTC))
+    with app.app_context():
+        channel = ada.user().channel
+    form = {"weight": "71.5", "measured_at": "2025-03-01T07:30", "measured_at_default": "2025-03-01T07:30"}
+    assert client.post(f"/entries/{entry_id}/edit", data=form).status_code == 302
+    assert client.post(f"/entries/{entry_id}/delete").status_code == 302
+    assert outbox_kinds(app, channel).count("entries") == 2
+    assert "entries" not in outbox_kinds(app, "admins")
+
+
 # --- history ----------------------------------------------------------------------------------
 
 

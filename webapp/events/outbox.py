@@ -40,6 +40,11 @@ def announce_in(session: Session, channel: str, kind: str) -> None:
     session.info.setdefault(_ANNOUNCED, []).append((channel, kind, utcnow()))
 
 
+def announce_to_user(user_id: int, kind: str) -> None:
+    """Announce a change that only the user's own pages show (their entries), on their channel alone."""
+    announce(user_channel(user_id), kind)
+
+
 def announce_to_user_and_admins(user_id: int, kind: str) -> None:
     """Announce a change to one user on their own channel, then on the admins'."""
     announce(user_channel(user_id), kind)

@@ -22,11 +22,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 from sqlalchemy.orm.exc import StaleDataError
 
+from ..events.outbox import announce_to_user
 from ..extensions import db
 from ..models import PendingImport, PendingImportRow, User, WeightEntry
 from ..reminders.lifecycle import record_weight_logged
 from ..timeutil import UTCDateTime, utcnow
 from .csv_formats import CsvImport, ImportFileError, ImportOptions, ParsedRow, RefusedRow
+from .queries import ENTRIES_CHANGED
 
 # How long a preview waits for its confirmation; older ones are deleted at the next upload.
 PENDING_FOR = timedelta(hours=1)
@@ -275,7 +277,9 @@ def confirm_import(user: User, pending: PendingImport, now: datetime | None = No
     )
     activity = bool(added) and newest is not None and newest > (user.last_weight_at or user.created_at)
     if activity:
-        record_weight_logged(user, now)
+        record_weight_logged(user, now)  # announces it
+    elif added:
+        announce_to_user(user.id, ENTRIES_CHANGED)  # old history: not activity, but other tabs show it
     _delete_pending(PendingImport.id == pending.id)
     db.session.commit()
     return ImportResult(added=added, counted_as_activity=activity)

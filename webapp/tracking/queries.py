@@ -10,6 +10,10 @@ import sqlalchemy as sa
 from ..extensions import db
 from ..models import GoalChange, User, WeightEntry
 
+# The outbox kind of a change to the entries that is not activity (an edit, a delete, old history
+# imported): on the user's channel only, so their other tabs' dashboards refresh.
+ENTRIES_CHANGED = "entries"
+
 
 def weight_log(user_id: int) -> Sequence[sa.Row]:
     """A user's whole log, newest first, as light rows (id, measured_at, mass_g, note).

@@ -17,6 +17,7 @@ from flask_babel import ngettext
 from flask_login import current_user, login_required
 
 from ..csvcells import spreadsheet_safe
+from ..events.outbox import announce_to_user
 from ..extensions import db
 from ..models import MAX_ID, GoalChange, User, WeightEntry
 from ..reminders.lifecycle import record_goal_changed, record_weight_logged
@@ -27,7 +28,14 @@ from . import imports
 from .chart import build_chart
 from .csv_formats import FORMAT_NAMES, ImportFileError, ImportOptions
 from .forms import EntryForm, GoalForm, ImportForm, local_input_value
-from .queries import entries_oldest_first, goal_history, is_repeat_entry, measurements, weight_log
+from .queries import (
+    ENTRIES_CHANGED,
+    entries_oldest_first,
+    goal_history,
+    is_repeat_entry,
+    measurements,
+    weight_log,
+)
 from .trend import summarize
 
 bp = Blueprint("tracking", __name__)
@@ -187,6 +195,7 @@ def edit_entry(entry_id: int):
             entry.measured_at = form.measured_at_utc
         entry.note = form.note.data or ""
         entry.updated_at = utcnow()
+        announce_to_user(user.id, ENTRIES_CHANGED)  # not activity, but other tabs show the entries
         db.session.commit()
         flash(_("Entry updated."), "success")
         return redirect(url_for("tracking.history"))
@@ -201,6 +210,7 @@ def delete_entry(entry_id: int):
     entry = _own_entry(entry_id)
     if request.method == "POST":
         db.session.delete(entry)
+        announce_to_user(entry.user_id, ENTRIES_CHANGED)
         db.session.commit()
         flash(_("Entry deleted."), "success")
         return redirect(url_for("tracking.history"))
