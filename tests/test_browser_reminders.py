@@ -126,12 +126,13 @@ def test_logging_a_weight_in_one_tab_clears_the_banner_in_the_other(server, seed
     expect_banner(form_tab, present=False)
 
 
-def test_logging_a_weight_in_one_tab_updates_the_others_latest_and_table(server, seeder, new_context):
+def test_logging_a_weight_in_one_tab_updates_the_others_latest_and_tables(server, seeder, new_context):
     from playwright.sync_api import expect
 
     ada, bob = seeder.user("ada@example.com"), seeder.user("bob@example.com")
     context = new_context(ada)
     form_tab, other = Tab(context, server.url + "/dashboard"), Tab(context, server.url + "/dashboard")
+    history = Tab(context, server.url + "/entries")
     bob_tab = Tab(new_context(bob), server.url + "/dashboard")
     summary_gets = {tab: [] for tab in (other, bob_tab)}
     for tab, gets in summary_gets.items():
@@ -149,11 +150,13 @@ def test_logging_a_weight_in_one_tab_updates_the_others_latest_and_table(server,
     expect(other.page.locator("table.entries tbody tr").first).to_contain_text("72.5 kg")
     expect(other.page.get_by_label("Weight", exact=True)).to_have_value("8")
     assert navigations == []  # no reload
+    expect(history.page.locator("table.entries tbody tr").first).to_contain_text("72.5 kg")
 
     form_tab.page.get_by_label("Weight", exact=True).fill("72.1")
     form_tab.page.get_by_role("button", name="Log weight").click()
     expect(other.page.locator("#stat-latest .stat-value")).to_have_text("72.1 kg", timeout=LIVE)
     expect(other.page.locator("table.entries tbody tr")).to_have_count(2)
+    expect(history.page.locator("table.entries tbody tr")).to_have_count(2)
     time.sleep(1.5)  # longer than the outbox listener's interval: a stray event would have arrived
     assert summary_gets[bob_tab] == [] and len(summary_gets[other]) >= 2
 

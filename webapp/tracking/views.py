@@ -170,7 +170,8 @@ def history():
     user = _user()
     page = min(max(request.args.get("page", 1, type=int), 1), MAX_PAGE)
     pagination = db.paginate(user.entries_query(), page=page, per_page=ENTRIES_PER_PAGE, error_out=False)
-    return render_template("tracking/history.html", pagination=pagination)
+    # For htmx, the entries alone: what #history-live fetches when another tab changed them.
+    return render_page_or_fragment("tracking/history.html", "tracking/_history.html", pagination=pagination)
 
 
 @bp.route("/entries/<int:entry_id>/edit", methods=["GET", "POST"])
