@@ -178,30 +178,28 @@ def _write_announcements(session):
     }
     # Only a session that began its connection's transaction may end it (one bound to a
     # Connection with a transaction of its own, as a test's outer transaction, must not).
-    commit_now = psycopg.Pipeline.is_supported() and isinstance(session.get_bind(), sa.Engine)
+    commit_now = isinstance(session.get_bind(), sa.Engine)
+    # The COMMIT goes out in the same Query message as the statement (client-side binding allows
+    # several statements in one), and PostgreSQL runs it as soon as the statement ends: the lock
+    # is held for the server's own work only, never across a round trip of the worker's nor its
+    # wait for a CPU. (A pipeline would not do: psycopg sends each statement as it is queued.)
+    # This is the last before_commit hook (the login hook puts itself first) after the final
+    # flush, and SQLAlchemy's COMMIT that follows finds the transaction ended, which psycopg
+    # answers without sending anything.
+    statement = _INSERT_UNDER_LOCK + ("; COMMIT" if commit_now else "")
     try:
-        if commit_now:
-            # The COMMIT goes out with the statement, and PostgreSQL runs it as soon as the
-            # statement ends: the lock is held for the server's own work only, never across a
-            # round trip of the worker's (whose next turn on a busy machine can be many
-            # milliseconds away). This is the last before_commit hook (the login hook puts itself
-            # first), the session is flushed, and SQLAlchemy's COMMIT that follows finds the
-            # transaction ended, which psycopg answers without sending anything.
-            with raw.pipeline():
-                inserted = raw.execute(_INSERT_UNDER_LOCK, params)
-                raw.execute(b"COMMIT")
-        else:
-            inserted = raw.execute(_INSERT_UNDER_LOCK, params)
-        rows = inserted.fetchall()
+        with psycopg.ClientCursor(raw) as cursor:
+            cursor.execute(statement, params)
+            rows = cursor.fetchall()
     except psycopg.Error as error:
-        raise sa.exc.DBAPIError.instance(_INSERT_UNDER_LOCK, params, error, psycopg.Error) from error
+        raise sa.exc.DBAPIError.instance(statement, params, error, psycopg.Error) from error
     session.info.setdefault(_PENDING, []).extend((channel, event_id) for channel, event_id in rows)
 
 
 # The lock and the outbox rows in one statement, the last of the transaction: the rows come from
 # l's one row, so every id is drawn after the lock is granted, and the lock lasts to the end of the
-# commit. Arrays keep the statement's text (and its prepared plan) the same whatever the number of
-# rows. Sent on the driver's connection, beneath SQLAlchemy, so the COMMIT can go with it.
+# commit. Three arrays, whatever the number of rows (a scan's batch of 2,001 rows is one short
+# statement). Sent on the driver's connection, beneath SQLAlchemy, so the COMMIT can go with it.
 _INSERT_UNDER_LOCK = (
     "WITH l AS (SELECT pg_advisory_xact_lock(%(key)s)) "
     "INSERT INTO outbox (channel, kind, created_at) "
