@@ -381,6 +381,26 @@ def test_own_days_page_query_is_one_walk_of_the_last_active_index_on_sqlite(app)
             assert "TEMP B-TREE" not in plan and "SCAN" not in plan, plan
 
 
+def test_still_active_count_reads_only_the_own_days_index_on_sqlite(app):
+    """The count behind "Inactive": a covering-index range per value, never the table or a scan."""
+    from sqlalchemy.dialects import sqlite
+
+    from webapp.admin.queries import still_active_count_query
+
+    with app.app_context():
+        add_user("three@x.com", at=NOW - timedelta(days=2), remind_after_days=3)
+        add_user("old@x.com", at=NOW - timedelta(days=9))
+        add_user("default@x.com", at=NOW - timedelta(days=6))
+        assert db.session.scalar(still_active_count_query(NOW, 7)) == 2
+        query = still_active_count_query(NOW, 7)
+        sql = str(query.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
+        plan = [row[-1] for row in db.session.execute(db.text("EXPLAIN QUERY PLAN " + sql))]
+        searches = [step for step in plan if step.startswith("SEARCH users")]
+        assert len(searches) == 59, plan  # the site's default and 3 to 60 days
+        assert all("COVERING INDEX ix_users_remind_after_days_last_active" in step for step in searches), plan
+        assert not any(step.startswith("SCAN users") for step in plan), plan
+
+
 # -- CSV -----------------------------------------------------------------------------------
 
 

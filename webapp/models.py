@@ -29,8 +29,12 @@ def user_channel(user_id: int) -> str:
 
 class User(UserMixin, Model):
     __tablename__ = "users"
-    # The scan's index: one range per "remind me after" value (0 = the site's REMINDER_AFTER_DAYS).
-    __table_args__ = (sa.Index("ix_users_remind_after_days_clock", "remind_after_days", "reminder_clock"),)
+    # The scan's index: one range per "remind me after" value (0 = the site's REMINDER_AFTER_DAYS);
+    # and the admin page's count of who is still active by their own days, the same way.
+    __table_args__ = (
+        sa.Index("ix_users_remind_after_days_clock", "remind_after_days", "reminder_clock"),
+        sa.Index("ix_users_remind_after_days_last_active", "remind_after_days", "last_active_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(sa.String(254), unique=True)

@@ -20,7 +20,8 @@ Query plans, checked with EXPLAIN (tests/test_admin.py asserts the SQLite one):
   it reads and drops are the users active more recently than their own setting but longer ago
   than the shortest one, at most the last 60 days' worth (tests/test_admin.py asserts the plan).
 - Counts: the total is one pass over users (about 0.15 s per million); "inactive" is the total
-  minus the recent end of the index, so it never walks the (large) inactive range.
+  minus the recent end of each "remind me after" value's range of
+  ix_users_remind_after_days_last_active, so it never walks the (large) inactive range.
 """
 
 from __future__ import annotations
@@ -199,6 +200,22 @@ def own_days_range(now: datetime, site_days: int) -> tuple[datetime, datetime]:
     return min(cutoffs), max(cutoffs)
 
 
+def still_active_count_query(now: datetime, site_days: int):
+    """How many users were active more recently than their own days: one query, summing one count
+    per value a user may hold, each a range of ix_users_remind_after_days_last_active read from the
+    index alone (a row-by-row CASE over the recent end cost SQLite 200 ms per 100,000 users)."""
+    counts = [
+        sa.select(sa.func.count().label("n"))
+        .select_from(User)
+        .where(User.remind_after_days == days, User.last_active_at > cutoff)
+        for days, cutoff in cutoffs_by_choice(now, site_days)
+    ]
+    # A subquery each, as in due_users_query: SQLite takes no aggregate member of a bare compound.
+    every = sa.union_all(*(sa.select(count.subquery().c.n) for count in counts)).subquery()
+    # PostgreSQL sums bigints to a numeric; the cast keeps the count an int.
+    return sa.select(sa.cast(sa.func.coalesce(sa.func.sum(every.c.n), 0), sa.BigInteger))
+
+
 def is_inactive(now: datetime, site_days: int):
     """The condition "inactive by their own setting", as a range on last_active_at plus a filter."""
     _earliest, latest = own_days_range(now, site_days)
@@ -337,21 +354,19 @@ class Overview:
 def overview_counts(now: datetime, site_days: int) -> Overview:
     """The counts at the top of the page ("inactive" by each user's own setting).
 
-    Inactive users are usually the many, so "inactive" is the total minus a count over the
-    recent end of ix_users_last_active_at (back to the longest setting anyone may hold, each row
-    against its own cut-off), never a count over the long end. The total itself is one pass over
+    Inactive users are usually the many, so "inactive" is the total minus a count of the users
+    still active by their own days (still_active_count_query: the recent end of each value's range),
+    never a count over the long end. The total itself is one pass over
     the table (about 0.15 s for a million rows on PostgreSQL; see the module notes).
     """
     week_ago = now - timedelta(days=7)
-    earliest, _latest = own_days_range(now, site_days)
 
     def count(*where) -> int:
         return db.session.scalar(db.select(sa.func.count()).select_from(User).where(*where)) or 0
 
-    total = db.session.scalar(db.select(sa.func.count()).select_from(User)) or 0
+    total = count()
     active_7 = count(User.last_active_at > week_ago)
-    still_active = count(User.last_active_at > earliest, User.last_active_at > own_cutoff(now, site_days))
-    inactive = max(0, total - still_active)
+    inactive = max(0, total - (db.session.scalar(still_active_count_query(now, site_days)) or 0))
     open_reminders = (
         db.session.scalar(
             db.select(sa.func.count()).select_from(Reminder).where(Reminder.open_for_user_id.is_not(None))
