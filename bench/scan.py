@@ -52,6 +52,14 @@ def run_one(kind: str, size: int, args, folder: Path) -> dict:
     )
     row = {"db": kind, "users": size, "entries": size * args.entries, "load_s": round(load_s, 1)}
     with app.app_context():
+        if args.chosen_days:
+            # Some users chose their own "remind me after" (3 to 60 days), spread over every value.
+            every = max(1, round(1 / args.chosen_days))
+            db.session.execute(
+                db.update(User).where(User.id % every == 0).values(remind_after_days=3 + User.id % 58)
+            )
+            db.session.commit()
+            row["chosen_days_users"] = size // every
         admin = User(email="admin@bench.example", password_hash="x", is_admin=True)
         db.session.add(admin)
         db.session.commit()
@@ -112,6 +120,31 @@ def run_one(kind: str, size: int, args, folder: Path) -> dict:
         admin_page_status=response.status_code,
         admin_page_kib=round(len(response.data) / 1024, 1),
     )
+    # The default page lists by each user's own days; ?days=7 is one threshold for everyone, which
+    # is what the default page did before it followed the users' settings.
+    site_s, site_response = timed(lambda: client.get(admin_url + "?days=7"), repeat=3)
+    row.update(
+        admin_page_site_days_ms=round(site_s * 1000, 1), admin_page_site_days_status=site_response.status_code
+    )
+    with app.app_context():
+        # The page's "inactive" count: total minus the users still active by their own days (one
+        # covering-index range per value), beside the one range count that a single threshold
+        # needs (what the page counted before it followed the users' settings).
+        from webapp.admin.queries import still_active_count_query
+
+        own_s, own = timed(lambda: db.session.scalar(still_active_count_query(now, 7)), repeat=3)
+        one_s, one = timed(
+            lambda: db.session.scalar(
+                db.select(db.func.count()).select_from(User).where(User.last_active_at > now - _days(7))
+            ),
+            repeat=3,
+        )
+        row.update(
+            still_active_own_days=own,
+            still_active_own_days_ms=round(own_s * 1000, 1),
+            still_active_site_days=one,
+            still_active_site_days_ms=round(one_s * 1000, 1),
+        )
     if args.explain:
         # The scan's own due query (one index range per "remind me after" value), as it runs.
         with app.app_context():
@@ -119,11 +152,41 @@ def run_one(kind: str, size: int, args, folder: Path) -> dict:
             explain = "EXPLAIN ANALYZE " if kind == "postgresql" else "EXPLAIN QUERY PLAN "
             lines = db.session.execute(db.text(explain + sql)).all()
             row["due_query_plan"] = [line[0] if kind == "postgresql" else line[-1] for line in lines]
+            # The admin page's first page, by each user's own days and by one threshold.
+            from webapp.admin.queries import InactiveFilter, _ordered, inactive_users_query
+
+            plans: list[tuple[str, int | None]] = [
+                ("admin_page_plan", None),
+                ("admin_page_site_days_plan", 7),
+            ]
+            for name, threshold in plans:
+                query = _ordered(inactive_users_query(InactiveFilter(days=threshold), now), True).limit(51)
+                row[name] = _plan(db, query, explain, kind)
+            row["still_active_plan"] = _plan(db, still_active_count_query(now, 7), explain, kind)
     with app.app_context():
         db.engine.dispose()
     if not args.keep:
         drop_scratch(database)
     return row
+
+
+def _plan(db, query, explain: str, kind: str) -> list[str]:
+    """The plan of a query with its values bound as the app binds them.
+
+    Not as literals: PostgreSQL reads a literal string in the admin page's CASE as text, where the
+    driver's bound value is a timestamp.
+    """
+    if kind != "postgresql":
+        sql = str(query.compile(db.engine, compile_kwargs={"literal_binds": True}))
+        return [line[-1] for line in db.session.execute(db.text(explain + sql)).all()]
+    compiled = query.compile(db.engine)
+    processors = compiled._bind_processors
+    params = {
+        key: processors[key](value) if key in processors else value
+        for key, value in compiled.construct_params().items()
+    }
+    lines = db.session.connection().exec_driver_sql(explain + compiled.string, params).all()
+    return [line[0] for line in lines]
 
 
 def _days(days: int):
@@ -148,6 +211,12 @@ def main(argv=None) -> list[dict]:
         "--explain",
         action="store_true",
         help="include the due query's plan (EXPLAIN ANALYZE on PostgreSQL, EXPLAIN QUERY PLAN on SQLite)",
+    )
+    parser.add_argument(
+        "--chosen-days",
+        type=float,
+        default=0.0,
+        help="fraction of users with their own 'remind me after' (3 to 60 days) instead of the site's",
     )
     parser.add_argument("--keep", action="store_true", help="keep the generated databases to look at")
     parser.add_argument("--out", type=Path)
