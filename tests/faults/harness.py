@@ -216,7 +216,10 @@ class StreamWatcher:
         with self.changed:
             if "id" in fields:
                 self.last_event_id = fields["id"]
-                connection.event_ids.append(int(fields["id"]))
+                # A snapshot's own id; the named events that follow it (weighin:changed,
+                # weighin:admins) carry the same one.
+                if fields.get("event", "") == "":
+                    connection.event_ids.append(int(fields["id"]))
             if fields.get("event", "") == "" and REMINDER_STATE.search(data):
                 match = REMINDER_ID.search(data)
                 self.snapshots.append(
