@@ -101,7 +101,7 @@ def test_each_users_reminder_on_its_way_to_an_email(down_app, admin_client):
         opened = utcnow() - timedelta(days=3)
         lifecycle.scan(opened)
         reminders = {r.user_id: r for r in db.session.scalars(sa.select(Reminder))}
-        record_shown(reminders[shown].id, opened + timedelta(hours=1))
+        record_shown(reminders[shown].id, now=opened + timedelta(hours=1))
         # Two are due: queue both, then mark one sent (as a working server would have).
         db.session.execute(
             sa.update(Reminder)

@@ -12,12 +12,13 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
+import gevent
 import pytest
 import sqlalchemy as sa
 
 from webapp.extensions import db
 from webapp.mail.queue import send_due
-from webapp.models import QueuedMail, Reminder, User
+from webapp.models import OutboxEvent, QueuedMail, Reminder, User
 from webapp.reminders import lifecycle
 from webapp.reminders.escalation import escalate, in_hours, next_in_hours
 
@@ -155,6 +156,62 @@ def test_a_banner_shown_by_polling_after_the_mail_was_queued_cancels_it(ctx, cli
     assert "You have not logged your weight since" in client.get("/events/area").text
     assert [row.status for row in _mail()] == ["cancelled"]
     assert send_due(OPENED + DAY).sent == []
+
+
+def test_showings_that_arrive_together_are_committed_together_and_each_waiter_after_it(ctx):
+    """The transports' group commit (issue 16): one UPDATE and one COMMIT for a wake-up's worth of
+    streams, each released only once its reminder's showing is committed, queued mail cancelled."""
+    from webapp.reminders.escalation import shown_recorder
+
+    users = [_user(f"u{n}@example.com") for n in range(5)]
+    lifecycle.scan(OPENED)
+    assert len(escalate(OPENED + DAY)) == 5  # queued, not yet sent
+    reminders = [_reminder(user_id).id for user_id in users]
+    db.session.remove()
+    seen: list[bool] = []
+
+    def show(reminder_id):
+        with ctx.app_context():  # as a stream's wake-up does
+            shown_recorder().record(reminder_id)
+            seen.append(db.session.get(Reminder, reminder_id).shown_at is not None)
+            db.session.remove()
+
+    gevent.joinall([gevent.spawn(show, rid) for rid in reminders + reminders[:1]])
+    assert seen == [True] * 6
+    assert all(_reminder(user_id).shown_at is not None for user_id in users)
+    assert [row.status for row in _mail()] == ["cancelled"] * 5
+    shown_announcements = db.session.scalar(sa.select(sa.func.count()).where(OutboxEvent.kind == "shown"))
+    assert shown_announcements == 1
+    assert send_due(OPENED + DAY).sent == []
+
+
+def test_a_failed_batch_of_showings_fails_each_waiter_and_the_next_batch_runs(ctx, monkeypatch):
+    from webapp.reminders import escalation
+
+    user_id = _user()
+    lifecycle.scan(OPENED)
+    reminder_id = _reminder(user_id).id
+    db.session.remove()
+
+    def broken(*reminder_ids, now=None):
+        raise sa.exc.OperationalError("UPDATE reminders", {}, Exception("the database went away"))
+
+    monkeypatch.setattr(escalation, "record_shown", broken)
+    outcomes: list[str] = []
+
+    def show():
+        with ctx.app_context():
+            try:
+                escalation.shown_recorder().record(reminder_id)
+                outcomes.append("recorded")
+            except sa.exc.OperationalError:
+                outcomes.append("failed")
+
+    gevent.joinall([gevent.spawn(show) for _ in range(3)])
+    assert outcomes == ["failed"] * 3 and _reminder(user_id).shown_at is None
+    monkeypatch.undo()
+    escalation.shown_recorder().record(reminder_id)
+    assert _reminder(user_id).shown_at is not None
 
 
 @pytest.mark.parametrize("how", ["weight", "goal", "dismiss", "reminders off"])

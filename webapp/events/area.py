@@ -99,9 +99,22 @@ def render_area(user_id: int, links: AreaLinks | None = None) -> str:
     # committed. Recording "shown" commits, and must never commit those.
     session = db.session
     pending = bool(session.new or session.dirty or session.deleted)
+    html, unshown = _render_area(user_id, links)
+    # The banner is going onto a page: no email for this reminder (once; then shown_at is set).
+    # With changes of the request's own pending, the next render records it instead.
+    if unshown is not None and not pending:
+        # Imported here: the reminders package imports this module for its views.
+        from ..reminders.escalation import record_shown
+
+        record_shown(unshown)
+    return html
+
+
+def _render_area(user_id: int, links: AreaLinks | None) -> tuple[str, int | None]:
+    """The area, and its reminder's id if no page has shown that reminder yet (else None)."""
     row = _open_banner(user_id)
     if row is None:
-        return empty_area()
+        return empty_area(), None
     reminder_id, shown_at, last_weight_at, created_at, timezone, locale = row
     links = links or AreaLinks.from_request()
     # A stream renders long after its request was read: the banner speaks the stored language.
@@ -115,14 +128,7 @@ def render_area(user_id: int, links: AreaLinks | None = None) -> str:
                 "csrf_token": links.csrf_token,
             }
         )
-    # The banner is going onto a page: no email for this reminder (once; then shown_at is set).
-    # With changes of the request's own pending, the next render records it instead.
-    if shown_at is None and not pending:
-        # Imported here: the reminders package imports this module for its views.
-        from ..reminders.escalation import record_shown
-
-        record_shown(reminder_id)
-    return html
+    return html, reminder_id if shown_at is None else None
 
 
 def reminder_area() -> Markup:
@@ -146,12 +152,21 @@ def read_state(
     Every transport (the stream, polling, long polling, the WebSocket) reads through here; with
     no channels it only renders the area (the id is then 0).
     """
+    html, unshown = None, None
     try:
         newest = latest_event_id(channels) if channels else 0
-        html = render_area(user_id, links) if area else None
+        if area:
+            html, unshown = _render_area(user_id, links)
     finally:
         # Hand the connection back to the pool now: an idle stream must not hold one.
         db.session.remove()
+    if unshown is not None:
+        # The first showing is committed before the banner goes out, batched with the other
+        # transports' (one commit for a wake-up's worth of streams); nothing of this session's
+        # is committed, since the recorder has its own.
+        from ..reminders.escalation import shown_recorder
+
+        shown_recorder().record(unshown)
     return newest, html
 
 

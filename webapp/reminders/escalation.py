@@ -11,11 +11,13 @@ docs/DECISIONS.md ("Mail (issue 13)").
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta
-from typing import NamedTuple, cast
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
+import gevent
 import sqlalchemy as sa
 from flask import current_app
+from gevent.event import AsyncResult
 
 from ..events.outbox import announce
 from ..extensions import db
@@ -58,11 +60,11 @@ def rearmed_email_at(opened_at: datetime, now: datetime, timezone: str) -> datet
     return next_in_hours(after, get_zone(timezone), config["REMINDER_EMAIL_HOURS"])
 
 
-def cancel_reminder_mail(reminder_id: int) -> None:
-    """Drop a reminder's message that no sender has taken yet (the user came back first)."""
+def cancel_reminder_mail(*reminder_ids: int) -> None:
+    """Drop the reminders' messages that no sender has taken yet (the user came back first)."""
     db.session.execute(
         sa.update(QueuedMail)
-        .where(QueuedMail.reminder_id == reminder_id, QueuedMail.status == "queued")
+        .where(QueuedMail.reminder_id.in_(reminder_ids), QueuedMail.status == "queued")
         .values(status="cancelled", due_at=None)
         .execution_options(synchronize_session=False)
     )
@@ -70,25 +72,89 @@ def cancel_reminder_mail(reminder_id: int) -> None:
 
 _MARK_SHOWN = (
     sa.update(Reminder)
-    .where(Reminder.id == sa.bindparam("reminder_id"), Reminder.shown_at.is_(None))
+    .where(Reminder.id.in_(sa.bindparam("reminder_ids", expanding=True)), Reminder.shown_at.is_(None))
     .values(shown_at=sa.bindparam("now"), email_at=None)
+    .returning(Reminder.id)
     .execution_options(synchronize_session=False)
 )
 
 
-def record_shown(reminder_id: int, now: datetime | None = None) -> None:
-    """A page got the reminder's banner: note it (first time only), so no email follows; commits.
+def record_shown(*reminder_ids: int, now: datetime | None = None) -> None:
+    """Pages got the reminders' banners: note it (first time only), so no email follows; commits.
 
-    Called only while the reminder's shown_at reads NULL, so each reminder pays this once.
+    Called only while a reminder's shown_at reads NULL, so each reminder pays this once; the
+    transports call it through `ShownRecorder`, a batch per commit.
     """
-    # An UPDATE's result is a CursorResult (it has rowcount); Session.execute is annotated for SELECTs.
-    result = cast(
-        sa.CursorResult, db.session.execute(_MARK_SHOWN, {"reminder_id": reminder_id, "now": now or utcnow()})
-    )
-    if result.rowcount:
-        cancel_reminder_mail(reminder_id)
-        announce(ADMINS_CHANNEL, "shown")  # the admin page's "shown on a page"
+    # Ascending ids: two batches that share reminders lock their rows in the same order.
+    ids = sorted(set(reminder_ids))
+    shown = db.session.scalars(_MARK_SHOWN, {"reminder_ids": ids, "now": now or utcnow()}).all()
+    if shown:
+        cancel_reminder_mail(*shown)
+        announce(ADMINS_CHANNEL, "shown")  # the admin page's "shown on a page", once per batch
     db.session.commit()
+
+
+class ShownRecorder:
+    """Group commit of the transports' first showings of banners (issue 16): one per process.
+
+    A stream, poll or WebSocket that is about to send a banner no page has shown yet waits here
+    until that showing is committed (so the email rule never misses a banner that went out); the
+    showings that arrive while a batch commits go in the next batch, one UPDATE and one COMMIT for
+    all of them, on a connection of the recorder's own (the waiting stream has given its back).
+    Nothing waits for a timer: alone, a showing is committed at once.
+    """
+
+    def __init__(self, app):
+        self._app = app
+        self._queue: list[tuple[int, AsyncResult]] = []
+        self._flusher: gevent.Greenlet | None = None
+
+    def record(self, reminder_id: int) -> None:
+        """Return once the showing is committed; raises what its batch's commit raised."""
+        done: AsyncResult = AsyncResult()
+        self._queue.append((reminder_id, done))
+        if self._flusher is None:
+            self._flusher = gevent.spawn(self._flush_all)
+        done.get()
+
+    def _flush_all(self) -> None:
+        batch: list[tuple[int, AsyncResult]] = []
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                try:
+                    with self._app.app_context():
+                        try:
+                            record_shown(*(reminder_id for reminder_id, _ in batch))
+                        finally:
+                            db.session.remove()
+                except Exception as error:
+                    for _, done in batch:
+                        done.set_exception(error)
+                else:
+                    for _, done in batch:
+                        done.set(None)
+                batch = []
+        finally:
+            self._flusher = None
+            # Killed mid-batch (the worker is stopping): nobody may wait for a commit that is not coming.
+            for _, done in batch + self._queue:
+                if not done.ready():
+                    done.set_exception(RuntimeError("the shown recorder stopped"))
+            self._queue = []
+
+
+def shown_recorder() -> ShownRecorder:
+    """This app's ShownRecorder (needs an app context)."""
+    # The proxy is typed as the Flask app it stands for, which hides its own accessor.
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    recorder = app.extensions.get(_SHOWN_RECORDER)
+    if recorder is None:
+        recorder = app.extensions[_SHOWN_RECORDER] = ShownRecorder(app)
+    return recorder
+
+
+_SHOWN_RECORDER = "weighin_shown_recorder"
 
 
 class Escalated(NamedTuple):
