@@ -345,46 +345,47 @@ def test_cursor_round_trip():
             Cursor.decode(bad)
 
 
-def test_page_query_walks_the_last_active_index_on_sqlite(app):
-    """The keyset page is a range scan of ix_users_last_active_at with no sort step (see queries.py)."""
+def _sqlite_plan(query) -> list[str]:
+    """SQLite's EXPLAIN QUERY PLAN steps for a query (needs an app context on SQLite)."""
     from sqlalchemy.dialects import sqlite
 
-    with app.app_context():
-        flt = InactiveFilter(days=7, after=Cursor(NOW - timedelta(days=300), 5))
-        for sort in ("longest", "shortest"):
-            flt.sort = sort
-            forward = sort == "longest"
-            from webapp.admin.queries import _ordered, _seek
+    sql = str(query.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
+    return [row[-1] for row in db.session.execute(db.text("EXPLAIN QUERY PLAN " + sql))]
 
-            query = _ordered(_seek(inactive_users_query(flt, NOW), flt.after, forward), forward).limit(51)
-            sql = str(query.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
-            plan = " | ".join(row[-1] for row in db.session.execute(db.text("EXPLAIN QUERY PLAN " + sql)))
+
+def _page_plans(days: int | None) -> dict[str, str]:
+    """The plan of the admin list's second page, for each sort order, as one line each."""
+    from webapp.admin.queries import _ordered, _seek
+
+    after = Cursor(NOW - timedelta(days=300), 5)
+    flt = InactiveFilter(days=days, after=after)
+    plans = {}
+    for sort in ("longest", "shortest"):
+        flt.sort = sort
+        forward = sort == "longest"
+        query = _ordered(_seek(inactive_users_query(flt, NOW), after, forward), forward).limit(51)
+        plans[sort] = " | ".join(_sqlite_plan(query))
+    return plans
+
+
+def test_page_query_walks_the_last_active_index_on_sqlite(app):
+    """The keyset page is a range scan of ix_users_last_active_at with no sort step (see queries.py)."""
+    with app.app_context():
+        for plan in _page_plans(days=7).values():
             assert "ix_users_last_active_at" in plan, plan
             assert "TEMP B-TREE" not in plan, plan
 
 
 def test_own_days_page_query_is_one_walk_of_the_last_active_index_on_sqlite(app):
     """Each user's own number of days is a filter on the same range scan, not a second query or a sort."""
-    from sqlalchemy.dialects import sqlite
-
-    from webapp.admin.queries import _ordered, _seek
-
     with app.app_context():
-        flt = InactiveFilter(days=None, after=Cursor(NOW - timedelta(days=300), 5))
-        for sort in ("longest", "shortest"):
-            flt.sort = sort
-            forward = sort == "longest"
-            query = _ordered(_seek(inactive_users_query(flt, NOW), flt.after, forward), forward).limit(51)
-            sql = str(query.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
-            plan = " | ".join(row[-1] for row in db.session.execute(db.text("EXPLAIN QUERY PLAN " + sql)))
+        for plan in _page_plans(days=None).values():
             assert "SEARCH users USING INDEX ix_users_last_active_at" in plan, plan
             assert "TEMP B-TREE" not in plan and "SCAN" not in plan, plan
 
 
 def test_still_active_count_reads_only_the_own_days_index_on_sqlite(app):
     """The count behind "Inactive": a covering-index range per value, never the table or a scan."""
-    from sqlalchemy.dialects import sqlite
-
     from webapp.admin.queries import still_active_count_query
 
     with app.app_context():
@@ -392,9 +393,7 @@ def test_still_active_count_reads_only_the_own_days_index_on_sqlite(app):
         add_user("old@x.com", at=NOW - timedelta(days=9))
         add_user("default@x.com", at=NOW - timedelta(days=6))
         assert db.session.scalar(still_active_count_query(NOW, 7)) == 2
-        query = still_active_count_query(NOW, 7)
-        sql = str(query.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
-        plan = [row[-1] for row in db.session.execute(db.text("EXPLAIN QUERY PLAN " + sql))]
+        plan = _sqlite_plan(still_active_count_query(NOW, 7))
         searches = [step for step in plan if step.startswith("SEARCH users")]
         assert len(searches) == 59, plan  # the site's default and 3 to 60 days
         assert all("COVERING INDEX ix_users_remind_after_days_last_active" in step for step in searches), plan

@@ -122,6 +122,17 @@ def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
     return cert, key
 
 
+def _sign_up(page, url: str, email: str) -> None:
+    """Sign up through the site's own form (a POST with its CSRF token) and land on the dashboard."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{url}/account/signup")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill("correct horse battery")
+    page.locator("#content form button[type=submit]").click()
+    expect(page).to_have_url(re.compile(r"/dashboard$"))
+
+
 @pytest.fixture
 def nginx_site(pgbouncer, gunicorn):
     """Two gunicorn "hosts" (one worker each) behind the guide's nginx site, both on the test's
@@ -184,11 +195,7 @@ def test_live_banner_through_the_guides_nginx_over_http2(nginx_site, browser):
     )
     try:
         # Sign up: a POST with its CSRF token, through nginx on a non-default port.
-        page.goto(f"{site.url}/account/signup")
-        page.get_by_label("Email").fill("ada@example.com")
-        page.get_by_label("Password").fill("correct horse battery")
-        page.locator("#content form button[type=submit]").click()
-        expect(page).to_have_url(re.compile(r"/dashboard$"))
+        _sign_up(page, site.url, "ada@example.com")
         page.wait_for_function(
             "() => document.querySelector('#reminder-area')?._htmx?.sse?.status === 200", timeout=15_000
         )
@@ -236,11 +243,7 @@ def test_a_large_import_upload_reaches_the_app_through_the_guides_nginx(nginx_si
     page = context.new_page()
     page.set_default_timeout(20_000)
     try:
-        page.goto(f"{site.url}/account/signup")
-        page.get_by_label("Email").fill("cy@example.com")
-        page.get_by_label("Password").fill("correct horse battery")
-        page.locator("#content form button[type=submit]").click()
-        expect(page).to_have_url(re.compile(r"/dashboard$"))
+        _sign_up(page, site.url, "cy@example.com")
         page.goto(f"{site.url}/entries/import")
         # One line far longer than any format allows: the app's own message, not nginx's 413.
         big = b"date,weight\n" + b"1" * 3_000_000 + b"\n"
@@ -259,7 +262,6 @@ def test_streams_come_back_through_a_release(nginx_site, browser):
     """One host stopped: the page's stream reconnects to the other. Every host stopped: nginx
     answers /events with an empty stream and a retry, so even a standard EventSource keeps
     trying (on a 502 it would give up for good) and opens again once a host is back."""
-    from playwright.sync_api import expect
 
     site = nginx_site
     host_a, host_b = site.hosts
@@ -267,11 +269,7 @@ def test_streams_come_back_through_a_release(nginx_site, browser):
     page = context.new_page()
     page.set_default_timeout(20_000)
     try:
-        page.goto(f"{site.url}/account/signup")
-        page.get_by_label("Email").fill("bo@example.com")
-        page.get_by_label("Password").fill("correct horse battery")
-        page.locator("#content form button[type=submit]").click()
-        expect(page).to_have_url(re.compile(r"/dashboard$"))
+        _sign_up(page, site.url, "bo@example.com")
         page.evaluate(OPEN_EVENT_SOURCE)
         page.wait_for_function("() => __log.includes('open')")
 
