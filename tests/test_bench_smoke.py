@@ -43,7 +43,12 @@ def test_harness_coroutines_run_beside_a_running_event_loop():
             run_async(fails)
         return True
 
-    assert asyncio.run(inside_a_loop())
+    # The loop this test runs the harness under is on a thread of the test's own: the main
+    # thread may already have Playwright's (the very case), where asyncio.run() would refuse.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(asyncio.run, inside_a_loop()).result(timeout=60)
 
 
 def test_streams_harness_delivers_every_reminder_once(tmp_path):
