@@ -20,6 +20,7 @@ from webapp.models import (
     Reminder,
     User,
     WeightEntry,
+    login_channel,
     user_channel,
 )
 from webapp.timeutil import utcnow
@@ -85,11 +86,13 @@ def test_deleting_removes_every_row_of_mine_and_nothing_of_anyone_else(app, clie
         for model in (WeightEntry, GoalChange, QueuedMail, Reminder, PendingImport):
             assert count(model, user_id=ada_id) == 0, model
             assert count(model, user_id=bob_id) == (0 if model is Reminder else 1), model
-        # What is left on the channel is the one wake-up that ends the user's open streams.
-        left = db.session.scalars(
-            db.select(OutboxEvent.kind).where(OutboxEvent.channel == user_channel(ada_id))
+        # What is left on the user's channels is the one wake-up that ends their open streams.
+        left = db.session.execute(
+            db.select(OutboxEvent.channel, OutboxEvent.kind).where(
+                OutboxEvent.channel.in_((user_channel(ada_id), login_channel(ada_id)))
+            )
         )
-        assert list(left) == ["login"]
+        assert list(left) == [(login_channel(ada_id), "login")]
         assert count(OutboxEvent, channel=user_channel(bob_id), kind="weight") == 1
     # Logged out, and the old session cannot come back.
     assert client.get("/dashboard").status_code == 302

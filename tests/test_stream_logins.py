@@ -4,9 +4,12 @@ wherever they are (events/logins.py). Across workers and hosts: tests/faults/tes
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from webapp.events.logins import announce_login_change
 from webapp.extensions import db
-from webapp.models import OutboxEvent, user_channel
+from webapp.models import LoginSession, OutboxEvent, login_channel
+from webapp.timeutil import utcnow
 
 from .support import RawStream, Seeder, add_user, csrf_token
 
@@ -60,7 +63,7 @@ def test_losing_admin_rights_ends_the_admins_channel_at_once(make_server):
         seeder.close()
 
 
-def test_an_admin_flag_change_announces_on_the_users_own_channel(app):
+def test_an_admin_flag_change_announces_on_the_users_login_channel(app):
     with app.app_context():
         user = add_user("ada@example.com", admin=True)
         before = db.session.scalar(db.select(db.func.count()).select_from(OutboxEvent))
@@ -70,7 +73,7 @@ def test_an_admin_flag_change_announces_on_the_users_own_channel(app):
         user.is_admin = False
         db.session.commit()
         rows = db.session.execute(db.select(OutboxEvent.channel, OutboxEvent.kind)).all()
-        assert rows[before:] == [(user_channel(user.id), "login")]
+        assert rows[before:] == [(login_channel(user.id), "login")]
         announce_login_change(user.id)
         db.session.commit()
         assert db.session.scalar(db.select(db.func.count()).select_from(OutboxEvent)) == before + 2
@@ -104,6 +107,9 @@ def test_logging_out_ends_that_logins_streams_and_no_other(make_server):
         seeder.scan()
         other_browser.wait_for(lambda s: 'data-reminder-state="open"' in s.text, "the banner")
         assert not other_browser.closed
+        # The logout elsewhere sent it nothing: only the banner came after its first snapshot
+        # (a screen reader announces each area it is sent again).
+        assert other_browser.text.count("event: weighin:changed") == 1, other_browser.text
     finally:
         for stream in streams:
             stream.close()
@@ -158,4 +164,36 @@ def test_logging_out_ends_that_logins_long_poll_and_websocket(make_server):
             closed = error
         assert closed is not None and ws.close_reason == 1008, ws.close_reason
     finally:
+        seeder.close()
+
+
+def test_a_stream_ends_when_its_login_grows_too_old(make_server):
+    """Nothing announces a login's age (REMEMBER_COOKIE_DAYS): its stream ends by then anyway,
+    and the reconnect is told it is signed out, long before the stream's own lifetime."""
+    server = make_server(SSE_HEARTBEAT=60, SSE_MAX_LIFETIME=600, REMEMBER_COOKIE_DAYS=1)
+    seeder = Seeder(server)
+    streams: list[RawStream] = []
+    try:
+        ada = seeder.user("ada@example.com", days_ago=8)
+        cookie = seeder.cookie(ada)
+        with seeder.app.app_context():
+            # Logged in a day ago, less three seconds.
+            db.session.execute(
+                db.update(LoginSession)
+                .where(LoginSession.user_id == ada)
+                .values(created_at=utcnow() - timedelta(days=1, seconds=-3))
+            )
+            db.session.commit()
+        stream = RawStream(server.port, cookie).connected()
+        streams.append(stream)
+        stream.wait_for(lambda s: "data:" in s.text, "the first snapshot")
+        stream.ended()
+        assert "weighin:signed-out" not in stream.text  # it only ended; the reconnect says why
+        again = RawStream(server.port, cookie)
+        streams.append(again)
+        again.ended()
+        assert "event: weighin:signed-out" in again.text
+    finally:
+        for stream in streams:
+            stream.close()
         seeder.close()

@@ -27,6 +27,20 @@ def user_channel(user_id: int) -> str:
     return f"user:{user_id}"
 
 
+def login_channel(user_id: int) -> str:
+    """The channel that says "a login of this user may have ended" (events/logins.py).
+
+    Apart from the user's own channel so that a stream checks its login only when one may have
+    ended, not on every reminder or weight (issue 16): one query fewer per wake-up."""
+    return f"login:{user_id}"
+
+
+def stream_channels(user_id: int, *, admin: bool = False) -> tuple[str, ...]:
+    """What a live transport of this user follows: their own news, their logins, and the admins'."""
+    own = (user_channel(user_id), login_channel(user_id))
+    return (*own, ADMINS_CHANNEL) if admin else own
+
+
 class User(UserMixin, Model):
     __tablename__ = "users"
     # The scan's index: one range per "remind me after" value (0 = the site's REMINDER_AFTER_DAYS);
@@ -64,13 +78,20 @@ class User(UserMixin, Model):
     # (webapp/accounts/sessions.py).
     session_version: Mapped[int] = mapped_column(default=1, server_default="1")
 
-    def use_login(self, token: str | None) -> None:
-        """Remember which login this request came with (not a column); see accounts.sessions."""
+    def use_login(self, token: str | None, expires_at: datetime | None = None) -> None:
+        """Remember which login this request came with, and when it ends (not columns); see
+        accounts.sessions. A stream opened under it ends by then (events/views.py)."""
         self._login_token = token
+        self._login_expires_at = expires_at
 
     @property
     def login_token(self) -> str | None:
         return getattr(self, "_login_token", None)
+
+    @property
+    def login_expires_at(self) -> datetime | None:
+        """When this request's login stops being accepted (naive UTC), if it came with one."""
+        return getattr(self, "_login_expires_at", None)
 
     def get_id(self) -> str:
         """What Flask-Login keeps in the session and remember-me cookies: id, version and login."""

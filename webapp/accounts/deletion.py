@@ -26,6 +26,7 @@ from ..models import (
     Reminder,
     User,
     WeightEntry,
+    login_channel,
     user_channel,
 )
 from ..timeutil import utcnow
@@ -120,7 +121,9 @@ def delete_account(user: User, successor_email: str | None = None, now: datetime
     db.session.execute(sa.update(AdminAction).where(AdminAction.admin_id == user_id).values(admin_id=None))
     for model in (QueuedMail, Reminder, GoalChange, WeightEntry):
         db.session.execute(sa.delete(model).where(model.user_id == user_id))
-    db.session.execute(sa.delete(OutboxEvent).where(OutboxEvent.channel == user_channel(user_id)))
+    db.session.execute(
+        sa.delete(OutboxEvent).where(OutboxEvent.channel.in_((user_channel(user_id), login_channel(user_id))))
+    )
     db.session.execute(sa.delete(User).where(User.id == user_id))
     announce(ADMINS_CHANNEL, "account_deleted")  # the admins' lists drop the user
     db.session.commit()

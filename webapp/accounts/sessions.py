@@ -48,7 +48,7 @@ def start_session(user: User) -> str:
     )
     token = secrets.token_urlsafe(32)
     db.session.add(LoginSession(token_digest=_digest(token), user_id=user.id, created_at=now))
-    user.use_login(token)
+    user.use_login(token, expires_at=now + lifetime())
     return user.get_id()
 
 
@@ -72,18 +72,23 @@ def load_session_user(session_id: str) -> User | None:
     if parsed is None:
         return None
     user_id, version, token = parsed
-    user = db.session.scalar(
-        db.select(User)
+    longest = lifetime()
+    found = db.session.execute(
+        db.select(User, LoginSession.created_at)
         .join(LoginSession, LoginSession.user_id == User.id)
         .where(
             User.id == user_id,
             User.session_version == version,
             LoginSession.token_digest == _digest(token),
-            LoginSession.created_at >= utcnow() - lifetime(),
+            LoginSession.created_at >= utcnow() - longest,
         )
-    )
-    if user is not None:
-        user.use_login(token)
+    ).first()
+    if found is None:
+        return None
+    user, created_at = found
+    # The moment this loader stops accepting the login: nothing announces it, so a stream opened
+    # under it ends by then on its own (events/views.py), and checks nothing until it does.
+    user.use_login(token, expires_at=created_at + longest)
     return user
 
 

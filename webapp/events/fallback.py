@@ -26,11 +26,11 @@ from flask_login import current_user
 from flask_sock import Sock
 
 from ..extensions import current_broker
-from ..models import user_channel
+from ..models import login_channel, stream_channels, user_channel
 from . import sse
 from .area import over_capacity, read_state, subscribe_and_read, transport_links
 from .broker import REPLACED
-from .logins import login_verdict
+from .logins import login_seconds_left, login_verdict
 
 bp = Blueprint("events_fallback", __name__)
 sock = Sock()
@@ -117,7 +117,7 @@ def area():
     """Polling: the reminder area now, or 204 if the client's `after` is already the newest id."""
     user_id = current_user.id
     after = _after_param()
-    newest, _ = read_state(user_id, (user_channel(user_id),), area=False)
+    newest, _ = read_state(user_id, stream_channels(user_id), area=False)
     if _is_current(after, newest):
         return _nothing_new(newest)
     return _snapshot_response(user_id, newest)
@@ -127,13 +127,12 @@ def area():
 def wait():
     """Long polling: the snapshot as soon as the user's channel has news after `after`, else 204."""
     user_id = current_user.id
-    channel = user_channel(user_id)
     after = _after_param()
     broker = current_broker()
-    timeout = float(current_app.config["LONGPOLL_TIMEOUT"])
+    timeout = min(float(current_app.config["LONGPOLL_TIMEOUT"]), login_seconds_left(current_user))
     login_id = current_user.get_id()
 
-    subscription, newest, _ = subscribe_and_read(user_id, (channel,), area=False)
+    subscription, newest, _ = subscribe_and_read(user_id, stream_channels(user_id), area=False)
     try:
         if not _is_current(after, newest):
             return _snapshot_response(user_id, newest)
@@ -147,8 +146,10 @@ def wait():
             if subscription.closing:
                 # Ended by the broker (the user's cap, a worker stopping): say when to ask again.
                 return _nothing_new(after, _retry_after(subscription.close_reason))
-            if login_verdict(login_id, user_id, ()) is not None:
-                return _log_in_first()  # the login was ended meanwhile (events/logins.py)
+            news = {channel for channel, _ in batch}
+            # Only news on the login channel can mean the login was ended (events/logins.py).
+            if login_channel(user_id) in news and login_verdict(login_id, user_id, ()) is not None:
+                return _log_in_first()
             event_id = max(event_id for _, event_id in batch)
             if subscription.overflowed or event_id > newest:
                 return _snapshot_response(user_id, event_id)
@@ -162,11 +163,12 @@ def websocket(ws):
     """A WebSocket carrying the same snapshots as the stream, one JSON text frame each."""
     config = current_app.config
     user_id = current_user.id
-    channel = user_channel(user_id)
     sent = _after_param()
     broker = current_broker()
     heartbeat = config["SSE_HEARTBEAT"]
-    deadline = time.monotonic() + config["SSE_MAX_LIFETIME"] * random.uniform(0.8, 1.0)
+    # Bounded, and never past the login's own end, as for the stream.
+    lifetime = min(config["SSE_MAX_LIFETIME"] * random.uniform(0.8, 1.0), login_seconds_left(current_user))
+    deadline = time.monotonic() + lifetime
     login_id = current_user.get_id()
 
     def push(event_id: int, html: str | None = None) -> None:
@@ -174,7 +176,7 @@ def websocket(ws):
             _, html = read_state(user_id, (), area=True, links=transport_links())
         ws.send(json.dumps({"id": event_id, "html": html}))
 
-    subscription, newest, _ = subscribe_and_read(user_id, (channel,), area=False)
+    subscription, newest, _ = subscribe_and_read(user_id, stream_channels(user_id), area=False)
     try:
         if not _is_current(sent, newest):
             push(newest)
@@ -192,9 +194,13 @@ def websocket(ws):
             if subscription.overflowed:
                 ws.close(reason=1013, message="too slow; reconnect with ?after=")
                 return
-            if login_verdict(login_id, user_id, ()) is not None:
-                ws.close(reason=1008, message="signed out; log in again")
-                return
+            news = {channel for channel, _ in batch}
+            if login_channel(user_id) in news:
+                if login_verdict(login_id, user_id, ()) is not None:
+                    ws.close(reason=1008, message="signed out; log in again")
+                    return
+                if user_channel(user_id) not in news:
+                    continue  # the login stands and nothing else changed
             event_id = max(event_id for _, event_id in batch)
             if sent is not None and event_id <= sent:
                 continue

@@ -1,26 +1,31 @@
 """No stream outlives the login it was opened with (issue 10, item 5).
 
 A stream, long poll or WebSocket remembers the login it started under (`current_user.get_id()`,
-what the session and remember-me cookies carry). Whenever its user's own channel has news, it
-asks the app's user loader again whether that login still stands: a login that was ended (log
+what the session and remember-me cookies carry). Whenever its user's login channel has news
+(`login_channel`, apart from the user's own so that reminders and weights cost no login check,
+issue 16), it asks the app's user loader again whether that login still stands: a login that was ended (log
 out, log out everywhere, a password change or reset, a deleted account: whatever the loader no
 longer accepts) ends the stream with the signed-out notice; an admin who lost the flag has the
 stream ended so that its reconnect follows the user's own channel only.
 
 What wakes them: any transaction that changes a user's `is_admin` or `session_version` (or
-deletes the user) announces `login` on that user's channel when it commits (the session hooks
+deletes the user) announces `login` on that user's login channel when it commits (the session hooks
 below), and logging out announces it explicitly (`announce_login_change`). That is an ordinary
 outbox row, so it reaches every worker and host through the broker and, if the broker misses
-it, through the outbox catch-up.
+it, through the outbox catch-up. The one end of a login that nothing announces is its age
+(REMEMBER_COOKIE_DURATION): a transport opened under it ends by `User.login_expires_at`.
 """
 
 from __future__ import annotations
+
+import math
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ..extensions import db, login_manager
-from ..models import ADMINS_CHANNEL, User, user_channel
+from ..models import ADMINS_CHANNEL, User, login_channel
+from ..timeutil import utcnow
 from .outbox import announce, announce_in
 
 SIGNED_OUT = "signed-out"  # the login is over: show the signed-out notice and stop for good
@@ -33,7 +38,17 @@ _CHANGED = "weighin_login_changes"
 
 def announce_login_change(user_id: int) -> None:
     """Wake the user's streams everywhere when this transaction commits, so they check their login."""
-    announce(user_channel(user_id), KIND)
+    announce(login_channel(user_id), KIND)
+
+
+def login_seconds_left(user: User) -> float:
+    """Seconds until the loader stops accepting this request's login (its age), or inf if unknown.
+
+    A transport ends by then, so a login that expires unannounced cannot keep a stream alive."""
+    expires_at = user.login_expires_at
+    if expires_at is None:
+        return math.inf
+    return max(0.0, (expires_at - utcnow()).total_seconds())
 
 
 def login_verdict(login_id: str | None, user_id: int, channels, *, release: bool = True) -> str | None:
@@ -77,7 +92,7 @@ def _announce_login_changes(session):
         return
     session.flush()  # changes not flushed yet are noted by the hook above
     for user_id in sorted(session.info.pop(_CHANGED, ())):
-        announce_in(session, user_channel(user_id), KIND)
+        announce_in(session, login_channel(user_id), KIND)
 
 
 # Before the outbox's own before_commit hook, which writes the transaction's announcements.

@@ -16,11 +16,11 @@ from flask import Blueprint, Response, current_app, render_template, request
 from flask_login import current_user
 
 from ..extensions import current_broker, db
-from ..models import ADMINS_CHANNEL, user_channel
+from ..models import ADMINS_CHANNEL, login_channel, stream_channels, user_channel
 from . import sse
 from .area import over_capacity, read_state, subscribe_and_read, transport_links
 from .broker import REPLACED
-from .logins import ADMIN_REMOVED, SIGNED_OUT, login_verdict
+from .logins import ADMIN_REMOVED, SIGNED_OUT, login_seconds_left, login_verdict
 
 log = logging.getLogger(__name__)
 
@@ -102,16 +102,17 @@ def stream():
     config = current_app.config
     user_id = current_user.id
     is_admin = bool(current_user.is_admin)
-    own_channel = user_channel(user_id)
-    channels = (own_channel, ADMINS_CHANNEL) if is_admin else (own_channel,)
+    own_channel, logins = user_channel(user_id), login_channel(user_id)
+    channels = stream_channels(user_id, admin=is_admin)
     last_seen = sse.parse_last_event_id(request.headers.get("Last-Event-ID"))
     heartbeat = config["SSE_HEARTBEAT"]
-    lifetime = config["SSE_MAX_LIFETIME"] * random.uniform(0.8, 1.0)
+    # Bounded, and never past the login's own end (its age is announced by nothing).
+    lifetime = min(config["SSE_MAX_LIFETIME"] * random.uniform(0.8, 1.0), login_seconds_left(current_user))
     broker = current_broker()
     # The links are the same for every snapshot, so they are built once; no CSRF token in them
     # (events/area.py: the page's <body hx-headers> gives htmx the token for Dismiss).
     links = transport_links()
-    # The login this stream belongs to, checked again whenever the user's channel has news
+    # The login this stream belongs to, checked again whenever the user's login channel has news
     # (events/logins.py); the notice it ends with is rendered now, while there is a request.
     login_id = current_user.get_id()
     signed_out = _signed_out_events()
@@ -156,15 +157,18 @@ def stream():
                 # is visible to the render that follows. No max(id) query per wake-up (issue 16).
                 newest = max(event_id for _, event_id in batch)
                 html, verdict = None, None
-                if own_channel in news:
+                check_login, render = logins in news, own_channel in news and newest > sent
+                if check_login or render:
                     # One app context and one short session for the login check and the area:
                     # the stream keeps no request context (its environ, session and loaded User)
                     # alive between events, and gives the connection back before it idles.
                     with app.app_context():
                         # Was the login ended, or the admin flag removed? (A login change wakes
-                        # here, whatever its id: the first snapshot may already carry it.)
-                        verdict = login_verdict(login_id, user_id, channels, release=False)
-                        if verdict is None and newest > sent:
+                        # here, whatever its id: the first snapshot may already carry it.) Only
+                        # then: a reminder or a weight costs no login check (issue 16).
+                        if check_login:
+                            verdict = login_verdict(login_id, user_id, channels, release=False)
+                        if verdict is None and render:
                             _, html = read_state(user_id, (), area=True, links=links)
                         else:
                             db.session.remove()
@@ -175,8 +179,10 @@ def stream():
                     # Come back at once: the reconnect follows the user's own channel only.
                     yield sse.retry(random.randint(250, 1500))
                     return
-                if newest <= sent:
-                    continue  # a late or repeated wake-up: nothing the client has not seen
+                if newest <= sent or (html is None and ADMINS_CHANNEL not in news):
+                    # A late or repeated wake-up, or a login check that let the stream be:
+                    # nothing the client has not seen.
+                    continue
                 yield _snapshot_events(html, newest, admins=ADMINS_CHANNEL in news, changed=html is not None)
                 sent = newest
         except Exception:
