@@ -7,6 +7,7 @@ CLDR pattern for the same fields (Korean "2026년 12월 2일 05:20"). Times are 
 from __future__ import annotations
 
 from datetime import date, datetime
+from functools import lru_cache
 
 from babel.dates import format_skeleton
 from flask_babel import get_locale
@@ -24,7 +25,14 @@ def _date_locale() -> str:
 
 def format_day(value: date, with_year: bool = True) -> str:
     """A calendar day, e.g. '2 Dec 2026' / '2026년 12월 2일', or without the year '2 Dec' / '12월 2일'."""
-    return format_skeleton("yMMMd" if with_year else "MMMd", value, locale=_date_locale())
+    return _format_day(value, with_year, _date_locale())
+
+
+# Babel matches the skeleton to the locale's patterns on every call (a few percent of a worker
+# during a burst of banners, issue 16); a day's text in a language never changes.
+@lru_cache(maxsize=4096)
+def _format_day(value: date, with_year: bool, locale: str) -> str:
+    return format_skeleton("yMMMd" if with_year else "MMMd", value, locale=locale)
 
 
 def format_day_time(value: datetime, with_year: bool = True) -> str:
