@@ -242,7 +242,8 @@ def remind(user_id: int):
     except actions.AdminActionRefused as refused:
         db.session.rollback()
         return _refuse(409, str(refused), back)
-    db.session.commit()
+    # Worded before the commit, which expires every loaded row: afterwards the email (and the
+    # admin's language) would cost a transaction of their own to read again (issue 16).
     if result.repeated:
         message = _(
             "%(email)s already had an open reminder; it was shown again on their open pages.",
@@ -250,6 +251,7 @@ def remind(user_id: int):
         )
     else:
         message = _("Reminder sent to %(email)s.", email=user.email)
+    db.session.commit()
     return _done(message, back)
 
 
