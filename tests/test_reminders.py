@@ -347,3 +347,30 @@ def test_the_scan_uses_each_users_own_number_of_days(app):
         db.session.commit()
         assert lifecycle.scan(T0 + 63.9 * DAY, after_days=7) == []
         assert [r.user_id for r in lifecycle.scan(T0 + 64 * DAY, after_days=7)] == [three]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_opening_a_second_reminder_leaves_the_open_one_and_the_transaction_alone(tmp_path, backend, request):
+    """Two openers at once (a scan and "Remind now"): the loser gets None, the winner's reminder
+    stays the only open one, and what else the loser's transaction holds still commits."""
+    overrides = {}
+    if backend == "postgresql":
+        overrides["SQLALCHEMY_DATABASE_URI"] = request.getfixturevalue("postgres_url")
+    app = build_app(tmp_path, **overrides)
+    try:
+        with app.app_context():
+            ada = make_user().id
+            first = lifecycle.open_reminder(ada, T0 + 8 * DAY, source="scan")
+            assert first is not None and first.id is not None and first.status == "open"
+            db.session.commit()
+            user = db.session.get(User, ada)
+            user.display_name = "Ada L."
+            # Without the clock condition, as "Remind now" asks: the insert meets the open one.
+            assert lifecycle.open_reminder(ada, T0 + 8 * DAY + SECOND, source="admin") is None
+            db.session.commit()
+            assert [r.id for r in open_reminders(ada)] == [first.id]
+            assert db.session.get(User, ada).display_name == "Ada L."
+            assert db.session.scalar(db.select(sa.func.count()).select_from(Reminder)) == 1
+    finally:
+        with app.app_context():
+            db.engine.dispose()
