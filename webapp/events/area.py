@@ -154,6 +154,11 @@ def read_state(
     """
     html, unshown = None, None
     try:
+        if not db.session().in_transaction():
+            # A stream's wake-up: reads only, each statement its own snapshot as under READ
+            # COMMITTED anyway, so no transaction: no BEGIN before them and no ROLLBACK when the
+            # connection goes back to the pool, two round trips of three (issue 16).
+            db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         newest = latest_event_id(channels) if channels else 0
         if area:
             html, unshown = _render_area(user_id, links)
