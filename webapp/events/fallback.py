@@ -28,7 +28,7 @@ from flask_sock import Sock
 from ..extensions import current_broker
 from ..models import login_channel, stream_channels, user_channel
 from . import sse
-from .area import over_capacity, read_state, subscribe_and_read, transport_links
+from .area import over_capacity, read_area, read_state, subscribe_and_read, transport_links
 from .broker import REPLACED
 from .logins import login_seconds_left, login_verdict
 
@@ -171,9 +171,11 @@ def websocket(ws):
     deadline = time.monotonic() + lifetime
     login_id = current_user.get_id()
 
+    links = transport_links()
+
     def push(event_id: int, html: str | None = None) -> None:
         if html is None:
-            _, html = read_state(user_id, (), area=True, links=transport_links())
+            html = read_area(user_id, links)
         ws.send(json.dumps({"id": event_id, "html": html}))
 
     subscription, newest, _ = subscribe_and_read(user_id, stream_channels(user_id), area=False)

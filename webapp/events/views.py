@@ -15,10 +15,10 @@ import time
 from flask import Blueprint, Response, current_app, render_template, request
 from flask_login import current_user
 
-from ..extensions import current_broker, db
+from ..extensions import current_broker
 from ..models import ADMINS_CHANNEL, login_channel, stream_channels, user_channel
 from . import sse
-from .area import over_capacity, read_state, subscribe_and_read, transport_links
+from .area import over_capacity, read_area, subscribe_and_read, transport_links
 from .broker import REPLACED
 from .logins import ADMIN_REMOVED, SIGNED_OUT, login_seconds_left, login_verdict
 
@@ -159,19 +159,19 @@ def stream():
                 html, verdict = None, None
                 check_login, render = logins in news, own_channel in news and newest > sent
                 if check_login or render:
-                    # One app context and one short session for the login check and the area:
-                    # the stream keeps no request context (its environ, session and loaded User)
-                    # alive between events, and gives the connection back before it idles.
+                    # An app context for the login check and the area, not the request's: the
+                    # stream keeps no request context (its environ, session and loaded User)
+                    # alive between events, and holds no connection while it idles.
                     with app.app_context():
                         # Was the login ended, or the admin flag removed? (A login change wakes
                         # here, whatever its id: the first snapshot may already carry it.) Only
                         # then: a reminder or a weight costs no login check (issue 16).
                         if check_login:
-                            verdict = login_verdict(login_id, user_id, channels, release=False)
+                            verdict = login_verdict(login_id, user_id, channels)
                         if verdict is None and render:
-                            _, html = read_state(user_id, (), area=True, links=links)
-                        else:
-                            db.session.remove()
+                            # Read with every other stream woken at this moment (AreaReader):
+                            # a burst to thousands shares its queries.
+                            html = read_area(user_id, links)
                 if verdict == SIGNED_OUT:
                     yield signed_out
                     return

@@ -1,0 +1,95 @@
+"""The transports' wake-ups share their reads (events/area.py AreaReader, issue 16): streams
+woken together are read with one query, and each still gets its own user's area only."""
+
+from __future__ import annotations
+
+import re
+
+import gevent
+import sqlalchemy as sa
+
+from webapp.events.area import read_area, transport_links
+from webapp.extensions import db
+from webapp.models import Reminder
+from webapp.reminders import lifecycle
+
+from .support import add_user, build_app
+
+
+def _banner_reads(app) -> list[str]:
+    """Every statement that reads open reminders for the banner, as the engine runs them."""
+    seen: list[str] = []
+
+    def note(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT") and "open_for_user_id" in statement:
+            seen.append(statement)
+
+    with app.app_context():
+        sa.event.listen(db.engine, "before_cursor_execute", note)
+    return seen
+
+
+def test_streams_woken_together_share_one_read_and_each_gets_its_own_banner(tmp_path):
+    app = build_app(tmp_path)
+    with app.app_context():
+        users = [add_user(f"user{i}@example.com", days_ago=9).id for i in range(12)]
+        quiet = add_user("quiet@example.com").id  # no reminder: the empty area
+        reminder_of = {uid: lifecycle.open_reminder(uid).id for uid in users}
+        db.session.commit()
+    with app.test_request_context():
+        links = transport_links()
+    reads = _banner_reads(app)
+    got: dict[int, str] = {}
+
+    def woken(user_id: int) -> None:
+        with app.app_context():
+            got[user_id] = read_area(user_id, links)
+
+    # A burst: every stream wakes at once (as many greenlets as the broker's dispatch wakes).
+    gevent.joinall([gevent.spawn(woken, uid) for uid in [*users, quiet, users[0]]], raise_error=True)
+
+    assert len(reads) == 1, reads
+    for uid in users:
+        assert re.findall(r'data-reminder-id="(\d+)"', got[uid]) == [str(reminder_of[uid])]
+    assert 'data-reminder-state="none"' in got[quiet] and "data-reminder-id" not in got[quiet]
+    with app.app_context():
+        # Each first showing was committed before the banner went back (no email for them).
+        shown = db.session.scalars(sa.select(Reminder.shown_at).where(Reminder.id.in_(reminder_of.values())))
+        assert all(value is not None for value in shown)
+
+    # Woken one after another, each is read on its own, at once.
+    reads.clear()
+    for uid in users[:3]:
+        woken(uid)
+    assert len(reads) == 3
+
+
+def test_a_failed_read_reaches_every_stream_of_its_batch_and_the_next_batch_works(tmp_path):
+    app = build_app(tmp_path)
+    with app.app_context():
+        ada = add_user("ada@example.com", days_ago=9).id
+        lifecycle.open_reminder(ada)
+        db.session.commit()
+    with app.test_request_context():
+        links = transport_links()
+    outcomes: list[object] = []
+
+    def woken() -> None:
+        with app.app_context():
+            try:
+                outcomes.append(read_area(ada, links))
+            except Exception as error:
+                outcomes.append(error)
+
+    with app.app_context():
+        db.session.execute(sa.text("ALTER TABLE reminders RENAME TO reminders_away"))
+        db.session.commit()
+    gevent.joinall([gevent.spawn(woken) for _ in range(3)])
+    assert len(outcomes) == 3 and all(isinstance(o, sa.exc.OperationalError) for o in outcomes), outcomes
+
+    with app.app_context():
+        db.session.execute(sa.text("ALTER TABLE reminders_away RENAME TO reminders"))
+        db.session.commit()
+    outcomes.clear()
+    woken()
+    assert len(outcomes) == 1 and 'data-reminder-state="open"' in str(outcomes[0])
