@@ -109,7 +109,10 @@ def test_each_users_reminder_on_its_way_to_an_email(down_app, admin_client):
             .values(email_at=utcnow() + timedelta(days=2))
         )
         db.session.commit()
-        assert {item.user_id for item in escalate(utcnow().replace(hour=12))} == {emailed, failing}
+        # Yesterday at noon, inside every user's hours: the messages it queues are due now, whatever
+        # the hour of the run (today's noon would lie ahead of a morning run, and send nothing).
+        noon = (utcnow() - timedelta(days=1)).replace(hour=12)
+        assert {item.user_id for item in escalate(noon)} == {emailed, failing}
         db.session.execute(
             sa.update(QueuedMail)
             .where(QueuedMail.user_id == emailed)

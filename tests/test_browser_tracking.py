@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -27,7 +27,10 @@ def test_log_weights_set_goal_and_see_them_on_the_dashboard(make_server, browser
         # A page reload would lose this; the quick-add must swap in place.
         page.evaluate("() => { window.__stillTheSamePage = true }")
 
-        now = datetime.now(UTC)  # the new user's zone is UTC
+        # The quick-add's own "now", in the new user's zone: sign-up guesses the zone from the
+        # browser's Accept-Language (en-US: New York), so UTC days would put "yesterday" on the
+        # same local day as today for five hours of every night.
+        now = datetime.fromisoformat(page.locator("#measured_at_default").input_value())
         for weight, days_ago, shown in [
             ("80", 2, "80.0 kg"),
             ("79,5", 1, "79.5 kg"),
