@@ -90,7 +90,7 @@ class User(UserMixin, Model):
 
     @property
     def login_expires_at(self) -> datetime | None:
-        """When this request's login stops being accepted (naive UTC), if it came with one."""
+        """When this request's login stops being accepted (aware UTC), if it came with one."""
         return getattr(self, "_login_expires_at", None)
 
     def get_id(self) -> str:

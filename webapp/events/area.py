@@ -46,7 +46,7 @@ def _open_banner(user_id: int) -> sa.Row | None:
     return db.session.execute(_OPEN_BANNER, {"user_id": user_id}).first()
 
 
-# The same columns for many users at once, with whose each row is (the AreaReader's batches).
+# The same columns for many users at once, each row led by the user it is for (AreaReader's batches).
 _OPEN_BANNERS = (
     sa.select(
         Reminder.open_for_user_id,
@@ -178,9 +178,9 @@ def read_state(
     html, unshown = None, None
     try:
         if not db.session().in_transaction():
-            # A stream's wake-up: reads only, each statement its own snapshot as under READ
-            # COMMITTED anyway, so no transaction: no BEGIN before them and no ROLLBACK when the
-            # connection goes back to the pool, two round trips of three (issue 16).
+            # A long poll's answer after its wait: reads only, each statement its own snapshot as
+            # under READ COMMITTED anyway, so no transaction: no BEGIN before them and no ROLLBACK
+            # when the connection goes back to the pool, two round trips of three (issue 16).
             db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         newest = latest_event_id(channels) if channels else 0
         if area:

@@ -30,7 +30,7 @@ from ..models import login_channel, stream_channels, user_channel
 from . import sse
 from .area import over_capacity, read_area, read_state, subscribe_and_read, transport_links
 from .broker import REPLACED
-from .logins import login_seconds_left, login_verdict
+from .logins import login_seconds_left, login_verdict, transport_lifetime
 
 bp = Blueprint("events_fallback", __name__)
 sock = Sock()
@@ -166,9 +166,7 @@ def websocket(ws):
     sent = _after_param()
     broker = current_broker()
     heartbeat = config["SSE_HEARTBEAT"]
-    # Bounded, and never past the login's own end, as for the stream.
-    lifetime = min(config["SSE_MAX_LIFETIME"] * random.uniform(0.8, 1.0), login_seconds_left(current_user))
-    deadline = time.monotonic() + lifetime
+    deadline = time.monotonic() + transport_lifetime()
     login_id = current_user.get_id()
 
     links = transport_links()

@@ -19,8 +19,11 @@ it, through the outbox catch-up. The one end of a login that nothing announces i
 from __future__ import annotations
 
 import math
+import random
 
 import sqlalchemy as sa
+from flask import current_app
+from flask_login import current_user
 from sqlalchemy.orm import Session
 
 from ..extensions import db, login_manager
@@ -51,11 +54,18 @@ def login_seconds_left(user: User) -> float:
     return max(0.0, (expires_at - utcnow()).total_seconds())
 
 
-def login_verdict(login_id: str | None, user_id: int, channels, *, release: bool = True) -> str | None:
+def transport_lifetime() -> float:
+    """How long a stream or WebSocket of the current request may live: SSE_MAX_LIFETIME less up to
+    a fifth (so connections rebalance), and never past the login's own end (its age is announced
+    by nothing). Needs a request context with a logged-in user."""
+    jittered = current_app.config["SSE_MAX_LIFETIME"] * random.uniform(0.8, 1.0)
+    return min(jittered, login_seconds_left(current_user))
+
+
+def login_verdict(login_id: str | None, user_id: int, channels) -> str | None:
     """Why a stream opened under login_id must end now (SIGNED_OUT, ADMIN_REMOVED), or None.
 
-    Needs an app context; uses a short session and gives its connection back, unless release is
-    False and the caller reads more on the same connection (and removes the session itself).
+    Needs an app context; uses a short session and gives its connection back.
     """
     try:
         # Flask-Login keeps the loader it was given here; asking it keeps one rule for cookies
@@ -67,8 +77,7 @@ def login_verdict(login_id: str | None, user_id: int, channels, *, release: bool
             return ADMIN_REMOVED
         return None
     finally:
-        if release:
-            db.session.remove()
+        db.session.remove()
 
 
 def _watched_change(user: User) -> bool:

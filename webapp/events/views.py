@@ -20,7 +20,7 @@ from ..models import ADMINS_CHANNEL, login_channel, stream_channels, user_channe
 from . import sse
 from .area import over_capacity, read_area, subscribe_and_read, transport_links
 from .broker import REPLACED
-from .logins import ADMIN_REMOVED, SIGNED_OUT, login_seconds_left, login_verdict
+from .logins import ADMIN_REMOVED, SIGNED_OUT, login_verdict, transport_lifetime
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +106,7 @@ def stream():
     channels = stream_channels(user_id, admin=is_admin)
     last_seen = sse.parse_last_event_id(request.headers.get("Last-Event-ID"))
     heartbeat = config["SSE_HEARTBEAT"]
-    # Bounded, and never past the login's own end (its age is announced by nothing).
-    lifetime = min(config["SSE_MAX_LIFETIME"] * random.uniform(0.8, 1.0), login_seconds_left(current_user))
+    lifetime = transport_lifetime()
     broker = current_broker()
     # The links are the same for every snapshot, so they are built once; no CSRF token in them
     # (events/area.py: the page's <body hx-headers> gives htmx the token for Dismiss).
