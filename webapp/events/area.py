@@ -8,18 +8,18 @@ reads the area and the newest outbox id of its channels.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-import gevent
 import sqlalchemy as sa
 from flask import Response, current_app, url_for
 from flask_babel import force_locale, gettext
 from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
-from gevent.event import AsyncResult
 from markupsafe import Markup
 
+from ..batches import GroupCall
 from ..extensions import current_broker, db
 from ..i18n import banner_language
 from ..models import Reminder, User
@@ -202,12 +202,7 @@ def read_area(user_id: int, links: AreaLinks) -> str:
     """A woken transport's area, read with the other wake-ups of the moment (AreaReader); the
     first showing of its banner is committed before this returns, as for read_state. Needs an app
     context, and no session of the caller's open (the reader has its own)."""
-    # The proxy is typed as the Flask app it stands for, which hides its own accessor.
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    reader = app.extensions.get(_AREA_READER)
-    if reader is None:
-        reader = app.extensions[_AREA_READER] = AreaReader(app)
-    html, unshown = reader.read(user_id, links)
+    html, unshown = AreaReader.of_current_app().read(user_id, links)
     if unshown is not None:
         from ..reminders.escalation import shown_recorder
 
@@ -215,69 +210,35 @@ def read_area(user_id: int, links: AreaLinks) -> str:
     return html
 
 
-_AREA_READER = "weighin_area_reader"
-
-
-class AreaReader:
+class AreaReader(GroupCall[tuple[int, AreaLinks], tuple[str, int | None]]):
     """Group read of the transports' wake-ups (issue 16): one per process.
 
     A scan's burst wakes thousands of streams at once; each used to open a session, check out a
-    connection and run its own query. Here a woken stream queues its user and waits; one greenlet
-    reads the open reminders of every user queued so far in one query (at most BATCH), renders
-    each area, and hands each stream its own. Those that arrive while a batch is read go in the
-    next one, so every read starts after the wake-up that asked for it: what the outbox id of that
-    wake-up promises is visible. Alone, a stream is read at once; nothing waits for a timer.
+    connection and run its own query. Here a woken stream queues its user and waits; one batch
+    reads the open reminders of every user queued so far in one query (at most `limit`), renders
+    each area, and hands each stream its own. Being a GroupCall, every read starts after the
+    wake-up that asked for it, so what the outbox id of that wake-up promises is visible.
     """
 
-    BATCH = 500
-
-    def __init__(self, app):
-        self._app = app
-        self._queue: list[tuple[int, AreaLinks, AsyncResult]] = []
-        self._reader: gevent.Greenlet | None = None
+    limit = 500
+    name = "area reader"
 
     def read(self, user_id: int, links: AreaLinks) -> tuple[str, int | None]:
         """The user's area and its unshown reminder's id (or None); raises what its batch raised."""
-        done: AsyncResult = AsyncResult()
-        self._queue.append((user_id, links, done))
-        if self._reader is None:
-            self._reader = gevent.spawn(self._read_all)
-        return done.get()
+        return self.call((user_id, links))
 
-    def _read_all(self) -> None:
-        batch: list[tuple[int, AreaLinks, AsyncResult]] = []
-        try:
-            while self._queue:
-                batch, self._queue = self._queue[: self.BATCH], self._queue[self.BATCH :]
-                try:
-                    results = self._read_batch(batch)
-                except Exception as error:
-                    for _, _, done in batch:
-                        done.set_exception(error)
-                else:
-                    for (_, _, done), result in zip(batch, results, strict=True):
-                        done.set(result)
-                batch = []
-        finally:
-            self._reader = None
-            # Killed mid-batch (the worker is stopping): nobody may wait for a read that is not coming.
-            for _, _, done in batch + self._queue:
-                if not done.ready():
-                    done.set_exception(RuntimeError("the area reader stopped"))
-            self._queue = []
-
-    def _read_batch(self, batch) -> list[tuple[str, int | None]]:
+    def run_batch(self, items: Sequence[tuple[int, AreaLinks]]) -> list[tuple[str, int | None]]:
         with self._app.app_context():
             try:
                 # Reads only, one statement: no transaction (see read_state).
                 db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-                user_ids = sorted({user_id for user_id, _, _ in batch})
+                user_ids = sorted({user_id for user_id, _ in items})
                 rows = {row[0]: row[1:] for row in db.session.execute(_OPEN_BANNERS, {"user_ids": user_ids})}
                 rendered: dict[tuple[int, AreaLinks], tuple[str, int | None]] = {}
-                for user_id, links, _ in batch:
-                    if (user_id, links) not in rendered:
-                        rendered[user_id, links] = _render_banner(rows.get(user_id), links)
-                return [rendered[user_id, links] for user_id, links, _ in batch]
+                for key in items:
+                    if key not in rendered:
+                        rendered[key] = _render_banner(rows.get(key[0]), key[1])
+                return [rendered[key] for key in items]
             finally:
                 db.session.remove()
 

@@ -10,15 +10,15 @@ docs/DECISIONS.md ("Mail (issue 13)").
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, time, timedelta
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
-import gevent
 import sqlalchemy as sa
 from flask import current_app
-from gevent.event import AsyncResult
 
+from ..batches import GroupCall
 from ..events.outbox import announce
 from ..extensions import db
 from ..models import ADMINS_CHANNEL, QueuedMail, Reminder, User
@@ -94,67 +94,33 @@ def record_shown(*reminder_ids: int, now: datetime | None = None) -> None:
     db.session.commit()
 
 
-class ShownRecorder:
+class ShownRecorder(GroupCall[int, None]):
     """Group commit of the transports' first showings of banners (issue 16): one per process.
 
     A stream, poll or WebSocket that is about to send a banner no page has shown yet waits here
     until that showing is committed (so the email rule never misses a banner that went out); the
     showings that arrive while a batch commits go in the next batch, one UPDATE and one COMMIT for
     all of them, on a connection of the recorder's own (the waiting stream has given its back).
-    Nothing waits for a timer: alone, a showing is committed at once.
     """
 
-    def __init__(self, app):
-        self._app = app
-        self._queue: list[tuple[int, AsyncResult]] = []
-        self._flusher: gevent.Greenlet | None = None
+    name = "shown recorder"
 
     def record(self, reminder_id: int) -> None:
         """Return once the showing is committed; raises what its batch's commit raised."""
-        done: AsyncResult = AsyncResult()
-        self._queue.append((reminder_id, done))
-        if self._flusher is None:
-            self._flusher = gevent.spawn(self._flush_all)
-        done.get()
+        self.call(reminder_id)
 
-    def _flush_all(self) -> None:
-        batch: list[tuple[int, AsyncResult]] = []
-        try:
-            while self._queue:
-                batch, self._queue = self._queue, []
-                try:
-                    with self._app.app_context():
-                        try:
-                            record_shown(*(reminder_id for reminder_id, _ in batch))
-                        finally:
-                            db.session.remove()
-                except Exception as error:
-                    for _, done in batch:
-                        done.set_exception(error)
-                else:
-                    for _, done in batch:
-                        done.set(None)
-                batch = []
-        finally:
-            self._flusher = None
-            # Killed mid-batch (the worker is stopping): nobody may wait for a commit that is not coming.
-            for _, done in batch + self._queue:
-                if not done.ready():
-                    done.set_exception(RuntimeError("the shown recorder stopped"))
-            self._queue = []
+    def run_batch(self, items: Sequence[int]) -> list[None]:
+        with self._app.app_context():
+            try:
+                record_shown(*items)
+            finally:
+                db.session.remove()
+        return [None] * len(items)
 
 
 def shown_recorder() -> ShownRecorder:
     """This app's ShownRecorder (needs an app context)."""
-    # The proxy is typed as the Flask app it stands for, which hides its own accessor.
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    recorder = app.extensions.get(_SHOWN_RECORDER)
-    if recorder is None:
-        recorder = app.extensions[_SHOWN_RECORDER] = ShownRecorder(app)
-    return recorder
-
-
-_SHOWN_RECORDER = "weighin_shown_recorder"
+    return ShownRecorder.of_current_app()
 
 
 class Escalated(NamedTuple):
