@@ -17,6 +17,7 @@ from collections.abc import Iterable
 import gevent
 from gevent.queue import Empty, Full, Queue
 
+from .alarms import ALARM, Alarms
 from .outbox import OutboxFollower
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,10 @@ class Subscription:
         self.close_reason: str | None = None
         self.user_id = user_id
         self.token = uuid.uuid4().hex
+        # The process's alarm clock (set by Broker.subscribe) and when this one asked to be woken.
+        self.alarms: Alarms | None = None
+        self.alarm_at: float | None = None
+        self.alarm_slot: int | None = None  # the clock's slot it was last put in, until rung
 
     @property
     def closing(self) -> bool:
@@ -54,6 +59,28 @@ class Subscription:
             self.queue.put_nowait((channel, event_id))
         except Full:
             self.overflowed = True
+
+    def ring(self) -> None:
+        """The alarm (events/alarms.py): wake the waiting stream, unless news already has."""
+        if self.queue.empty():
+            self.queue.put_nowait((ALARM, 0))
+
+    def next_batch_by(self, wake_at: float) -> list[tuple[str, int]]:
+        """Wait for news until time.monotonic() reaches wake_at (or a little after), then take
+        whatever else is queued with it ([] if none came).
+
+        The process's alarms wake the stream, not a timer of its own: an idle stream's heartbeat
+        costs no Timeout and no exception (events/alarms.py).
+        """
+        assert self.alarms is not None, "subscribe through a broker"
+        self.alarms.set(self, wake_at)
+        try:
+            batch = [self.queue.get()]
+            while not self.queue.empty():
+                batch.append(self.queue.get_nowait())
+        finally:
+            self.alarms.cancel(self)
+        return [item for item in batch if item[0] != ALARM]
 
     def next_batch(self, timeout: float) -> list[tuple[str, int]]:
         """Wait up to timeout for news, then take whatever else is queued with it ([] if none came)."""
@@ -82,6 +109,7 @@ class Broker:
         # Each user's local subscriptions, oldest first, and every one by token.
         self._by_user: dict[int, dict[str, Subscription]] = defaultdict(dict)
         self._by_token: dict[str, Subscription] = {}
+        self.alarms = Alarms()
 
     # -- local fan-out, shared by every implementation --------------------------------------
     def subscribe(
@@ -89,6 +117,7 @@ class Broker:
     ) -> Subscription:
         """A new subscription; with per_user, the user's oldest beyond that many are asked to end."""
         sub = Subscription(channels, maxsize, user_id)
+        sub.alarms = self.alarms
         for channel in sub.channels:
             self._subscribers[channel].add(sub)
         self._count += 1
@@ -105,6 +134,7 @@ class Broker:
     def unsubscribe(self, sub: Subscription) -> None:
         if self._by_token.pop(sub.token, None) is None:
             return
+        Alarms.cancel(sub)
         for channel in sub.channels:
             subs = self._subscribers.get(channel)
             if subs is not None:

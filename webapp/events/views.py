@@ -134,15 +134,21 @@ def stream():
                 yield _snapshot_events(html, newest, admins=is_admin, changed=sent is not None)
                 sent = newest
             html = None  # an idle stream keeps no rendered area
-            deadline = time.monotonic() + lifetime
+            written = time.monotonic()
+            deadline = written + lifetime
             while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                now = time.monotonic()
+                if now >= deadline:
                     return  # bounded lifetime: the client reconnects, maybe to another worker
-                # Whatever is queued comes at once: one snapshot covers it all.
-                batch = subscription.next_batch(timeout=min(heartbeat, remaining))
-                if not batch:
+                if now >= written + heartbeat:
+                    # SSE_HEARTBEAT seconds without a write: a comment keeps proxies from closing.
                     yield sse.comment()
+                    written = time.monotonic()
+                    continue
+                # Whatever is queued comes at once: one snapshot covers it all. The process's
+                # alarms wake the stream for its next heartbeat or its end (events/alarms.py).
+                batch = subscription.next_batch_by(min(written + heartbeat, deadline))
+                if not batch:
                     continue
                 if subscription.closing:
                     yield _closing_events(subscription.close_reason)
@@ -183,7 +189,7 @@ def stream():
                     # nothing the client has not seen.
                     continue
                 yield _snapshot_events(html, newest, admins=ADMINS_CHANNEL in news, changed=html is not None)
-                sent = newest
+                sent, written = newest, time.monotonic()
         except Exception:
             # Headers are gone, so no error page: end the stream and let the client resume.
             log.exception("the /events stream of user %s failed", user_id)
