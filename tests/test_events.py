@@ -52,7 +52,25 @@ def test_a_full_queue_marks_a_slow_subscriber():
     sub = Subscription(["user:1"], maxsize=2)
     for event_id in (1, 2, 3, 4):
         sub.deliver("user:1", event_id)
-    assert sub.overflowed and sub.queue.qsize() == 2
+    assert sub.overflowed and len(sub.news) == 2
+
+
+def test_a_subscription_hands_over_its_news_in_order_and_waits_when_there_is_none():
+    sub = Subscription(["user:1"], maxsize=3)
+    started = time.monotonic()
+    assert sub.next_batch(timeout=0.2) == []  # nothing came: the long poll's wait just ends
+    assert time.monotonic() - started >= 0.2
+    gevent.spawn_later(0.05, sub.deliver, "user:1", 5)
+    assert sub.next_batch(timeout=5) == [("user:1", 5)]  # woken by news, long before the timeout
+    for event_id in (6, 7):
+        sub.deliver("user:1", event_id)
+    assert sub.next_batch(timeout=5) == [("user:1", 6), ("user:1", 7)]  # all that waited, at once
+    assert not sub.news and not sub.overflowed
+    for event_id in (8, 9, 10, 11):
+        sub.deliver("user:1", event_id)
+    sub.close()  # a full queue still learns it must close
+    assert sub.overflowed and sub.closing
+    assert sub.next_batch(timeout=5) == [("user:1", 8), ("user:1", 9), ("user:1", 10)]
 
 
 def test_one_commit_wakes_each_channel_once(app):
@@ -65,7 +83,7 @@ def test_one_commit_wakes_each_channel_once(app):
                 announce(user_channel(1), "test")
                 announce(ADMINS_CHANNEL, "test")
             db.session.commit()
-            woken = [sub.queue.get_nowait() for _ in range(sub.queue.qsize())]
+            woken, sub.news = sub.news, []
             assert sorted(channel for channel, _ in woken) == [ADMINS_CHANNEL, user_channel(1)]
             assert max(event_id for _, event_id in woken) == 10
             # A rolled-back transaction announces nothing.
@@ -73,7 +91,7 @@ def test_one_commit_wakes_each_channel_once(app):
             db.session.flush()
             db.session.rollback()
             db.session.commit()
-            assert sub.queue.empty()
+            assert not sub.news
         finally:
             broker.unsubscribe(sub)
 
@@ -483,7 +501,7 @@ def test_on_postgresql_an_outbox_id_is_drawn_only_under_the_commit_order_lock(tm
         (ADMINS_CHANNEL, "reminder"),
         (user_channel(user_id), "login"),
     ]
-    woken = sorted(sub.queue.get_nowait() for _ in range(sub.queue.qsize()))
+    woken = sorted(sub.news)
     assert woken == sorted([(ADMINS_CHANNEL, rows[1][2]), (user_channel(user_id), rows[2][2])])
 
 
