@@ -19,7 +19,7 @@ import struct
 import time
 from dataclasses import dataclass, field
 
-from bench.common import raise_nofile
+from bench.common import USER_AGENT, raise_nofile
 
 BANNER = re.compile(rb'data-reminder-id=\\?"(\d+)')
 EVENT_ID = re.compile(rb"X-Event-Id: (\d+)", re.IGNORECASE)
@@ -66,7 +66,7 @@ class Client:
     def _request(self, path: str, extra: str = "") -> bytes:
         return (
             f"GET {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nCookie: session={self.cookie}\r\n"
-            f"User-Agent: weighin-bench\r\nAccept: */*\r\n{extra}\r\n"
+            f"User-Agent: {USER_AGENT}\r\nAccept: */*\r\n{extra}\r\n"
         ).encode()
 
     def _banners(self, data: bytes) -> None:

@@ -29,7 +29,18 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 # Ports, process groups and logins, shared with the tests through webapp.testing (not the test package).
-from webapp.testing import free_port, session_cookie, stop_process_group, wait_for_port  # noqa: E402,F401
+from webapp.testing import free_port, stop_process_group, wait_for_port  # noqa: E402,F401
+from webapp.testing import session_cookie as _session_cookie  # noqa: E402
+
+# What every bench client sends as its User-Agent (bench/clients.py, bench/pages.py).
+USER_AGENT = "weighin-bench"
+
+
+def session_cookie(app, user_id: int) -> str:
+    """A logged-in session cookie as the bench's clients' browser would hold it: with the login's
+    client identifier (127.0.0.1, USER_AGENT), so the app does not rewrite it on each request."""
+    return _session_cookie(app, user_id, user_agent=USER_AGENT)
+
 
 BENCH_SECRET = "bench-secret-key-0123456789abcdef"
 PG_ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

@@ -25,6 +25,7 @@ from urllib.parse import urlencode
 
 from bench.common import (
     REDIS_URL,
+    USER_AGENT,
     Server,
     bulk_users,
     drop_scratch,
@@ -56,7 +57,7 @@ class Session:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         head = (
             f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nCookie: session={self.cookie}\r\n"
-            f"User-Agent: weighin-bench\r\n{extra}"
+            f"User-Agent: {USER_AGENT}\r\n{extra}"
         )
         if body:
             head += f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n"

@@ -23,6 +23,33 @@ def _postgres_available() -> bool:
         return False
 
 
+def test_the_bench_clients_cookie_is_a_logged_in_browsers_which_the_app_does_not_rewrite(app):
+    """A browser's cookie carries its login's client identifier; without it Flask-Login marks the
+    session not fresh and the app sends a new cookie with every answer, which a benchmark's fixed
+    cookie would pay on every request while a browser pays it once."""
+    from bench.common import USER_AGENT, session_cookie
+    from webapp.extensions import db
+
+    from .support import add_user
+
+    with app.app_context():
+        user_id = add_user("ada@example.com").id
+        db.session.remove()
+    client = app.test_client()
+    client.set_cookie("session", session_cookie(app, user_id))
+
+    def cookie_sent(user_agent: str) -> bool:
+        stream = client.get("/events", headers={"User-Agent": user_agent, "HX-Request": "true"})
+        try:  # the headers only: the stream itself would go on
+            assert stream.status_code == 200 and stream.mimetype == "text/event-stream"
+            return "Set-Cookie" in stream.headers
+        finally:
+            stream.close()
+
+    assert not cookie_sent(USER_AGENT)
+    assert cookie_sent("another browser")  # the same login seen from another browser is told once
+
+
 def test_harness_coroutines_run_beside_a_running_event_loop():
     """The browser tests' Playwright keeps a loop running on the main thread for the whole session;
     a harness called in-process after them must still run its coroutines, and hand back their errors."""

@@ -63,13 +63,28 @@ def login_session_id(app: Flask, user_id: int) -> str:
         return session_id
 
 
-def session_cookie(app: Flask, user_id: int) -> str:
-    """A session cookie value for a new login of this user (its row committed), signed with the app's key."""
+def session_cookie(
+    app: Flask, user_id: int, *, user_agent: str | None = None, remote_addr: str = "127.0.0.1"
+) -> str:
+    """A session cookie value for a new login of this user (its row committed), signed with the app's key.
+
+    With user_agent, it also carries the client's identifier, as a browser's does once it logged in
+    from that address with that User-Agent: without it Flask-Login's session protection marks the
+    session not fresh on every request, which rewrites the cookie (a benchmark's fixed cookie
+    would pay that on every request; a browser only once).
+    """
     interface = app.session_interface
     assert isinstance(interface, SecureCookieSessionInterface), "the app keeps Flask's signed-cookie sessions"
     serializer = interface.get_signing_serializer(app)
     assert serializer is not None, "the app has a SECRET_KEY"
-    return serializer.dumps({"_user_id": login_session_id(app, user_id), "_fresh": True})
+    session = {"_user_id": login_session_id(app, user_id), "_fresh": True}
+    if user_agent is not None:
+        from ..extensions import login_manager
+
+        headers = {"User-Agent": user_agent}
+        with app.test_request_context(headers=headers, environ_base={"REMOTE_ADDR": remote_addr}):
+            session["_id"] = login_manager._session_identifier_generator()
+    return serializer.dumps(session)
 
 
 class SmtpServer:
