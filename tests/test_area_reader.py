@@ -6,11 +6,12 @@ from __future__ import annotations
 import re
 
 import gevent
+import pytest
 import sqlalchemy as sa
 
-from webapp.events.area import read_area, transport_links
+from webapp.events.area import read_area, read_state, transport_links
 from webapp.extensions import db
-from webapp.models import Reminder
+from webapp.models import Reminder, stream_channels, user_channel
 from webapp.reminders import lifecycle
 
 from .support import add_user, build_app
@@ -93,3 +94,52 @@ def test_a_failed_read_reaches_every_stream_of_its_batch_and_the_next_batch_work
     outcomes.clear()
     woken()
     assert len(outcomes) == 1 and 'data-reminder-state="open"' in str(outcomes[0])
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_a_connect_reads_its_newest_id_and_its_banner_in_one_statement(tmp_path, request, database):
+    """A connect's (or a poll's) two reads are one round trip, on both databases, and each user
+    gets their own banner and their channels' own newest id."""
+    overrides = {}
+    if database == "postgresql":
+        overrides["SQLALCHEMY_DATABASE_URI"] = request.getfixturevalue("postgres_url")
+    app = build_app(tmp_path, **overrides)
+    try:
+        with app.app_context():
+            ada, bob = add_user("ada@example.com").id, add_user("bob@example.com").id
+            lifecycle.open_reminder(ada)
+            db.session.commit()
+            lifecycle.open_reminder(bob)
+            db.session.commit()
+            bobs_newest = db.session.scalar(
+                sa.text("SELECT max(id) FROM outbox WHERE channel = :c"), {"c": user_channel(bob)}
+            )
+            bobs_reminder = db.session.scalar(sa.select(Reminder.id).where(Reminder.user_id == bob))
+            db.session.remove()
+        statements: list[str] = []
+
+        def note(conn, cursor, statement, parameters, context, executemany):
+            # The reads only: the first showing's write (the shown recorder's) comes after them.
+            if statement.lstrip().upper().startswith("SELECT"):
+                statements.append(statement)
+
+        with app.test_request_context():
+            sa.event.listen(db.engine, "before_cursor_execute", note)
+            newest, html = read_state(bob, stream_channels(bob), area=True, links=transport_links())
+            assert len(statements) == 1, statements
+            assert newest == bobs_newest
+            assert html is not None and re.findall(r'data-reminder-id="(\d+)"', html) == [str(bobs_reminder)]
+            # Nobody with a reminder, nor a channel with news: the empty area and id 0.
+            carl = add_user("carl@example.com").id
+            db.session.commit()
+            db.session.remove()
+            statements.clear()
+            newest, html = read_state(carl, stream_channels(carl), area=True, links=transport_links())
+            assert len(statements) == 1 and newest == 0
+            assert html is not None and 'data-reminder-state="none"' in html
+            assert html == read_state(carl, (), area=True, links=transport_links())[1]
+            sa.event.remove(db.engine, "before_cursor_execute", note)
+    finally:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()

@@ -177,6 +177,20 @@ def test_anonymous_gets_no_stream(stream_app):
     assert body.endswith("event: weighin:signed-out\ndata: \n\n")
 
 
+def test_the_signed_out_notice_speaks_each_requests_language(stream_app):
+    """Rendered once per language and kept: the next request in another language gets its own."""
+    client = stream_app.test_client()
+    bodies = {}
+    for language in ("ko", "en", "ko", "en"):
+        answer = client.get("/events", headers={"HX-Request": "true", "Accept-Language": language})
+        bodies.setdefault(language, set()).add(answer.get_data(as_text=True))
+    assert [len(texts) for texts in bodies.values()] == [1, 1]  # the same text each time
+    (korean,), (english,) = bodies["ko"], bodies["en"]
+    assert "로그아웃되었습니다" in korean and "You have been logged out" not in korean
+    assert "You have been logged out" in english and "로그아웃" not in english
+    assert korean.endswith("event: weighin:signed-out\ndata: \n\n")
+
+
 def test_stream_starts_with_retry_then_the_snapshot(stream_app):
     user_id = _user(stream_app)
     _open_reminder(stream_app, user_id)

@@ -22,7 +22,7 @@ from markupsafe import Markup
 from ..batches import GroupCall
 from ..extensions import current_broker, db
 from ..i18n import banner_language
-from ..models import Reminder, User
+from ..models import OutboxEvent, Reminder, User
 from ..timeutil import get_zone
 from ..web import format_local_date
 from .broker import Subscription
@@ -44,6 +44,25 @@ _OPEN_BANNER = (
 def _open_banner(user_id: int) -> sa.Row | None:
     """The few columns the banner shows for the user's open reminder (None if none is open)."""
     return db.session.execute(_OPEN_BANNER, {"user_id": user_id}).first()
+
+
+# A connect's (or a poll's) two reads in one round trip: the newest outbox id of its channels and
+# the open banner's columns, the banner's NULL when none is open (issue 16: a third of a connect
+# was these two statements, each with its own round trip and its own share of the ORM's work).
+_BANNER = _OPEN_BANNER.subquery("banner")
+_NEWEST_AND_BANNER = sa.select(
+    sa.select(sa.func.max(OutboxEvent.id))
+    .where(OutboxEvent.channel.in_(sa.bindparam("channels", expanding=True)))
+    .scalar_subquery(),
+    *_BANNER.c,
+).select_from(sa.select(sa.literal(1).label("one")).subquery("one").outerjoin(_BANNER, sa.true()))
+
+
+def _newest_and_banner(user_id: int, channels: tuple[str, ...]) -> tuple[int, tuple[object, ...] | None]:
+    """The newest outbox id of the channels (0 if none) and the open banner's row (or None)."""
+    row = db.session.execute(_NEWEST_AND_BANNER, {"user_id": user_id, "channels": list(channels)}).one()
+    newest, banner = row[0] or 0, tuple(row[1:])
+    return newest, (banner if banner[0] is not None else None)
 
 
 # The same columns for many users at once, each row led by the user it is for (AreaReader's batches).
@@ -182,9 +201,13 @@ def read_state(
             # under READ COMMITTED anyway, so no transaction: no BEGIN before them and no ROLLBACK
             # when the connection goes back to the pool, two round trips of three (issue 16).
             db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-        newest = latest_event_id(channels) if channels else 0
-        if area:
-            html, unshown = _render_area(user_id, links)
+        if area and channels:
+            newest, banner = _newest_and_banner(user_id, channels)
+            html, unshown = _render_banner(banner, links)
+        else:
+            newest = latest_event_id(channels) if channels else 0
+            if area:
+                html, unshown = _render_area(user_id, links)
     finally:
         # Hand the connection back to the pool now: an idle stream must not hold one.
         db.session.remove()

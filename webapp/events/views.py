@@ -13,6 +13,7 @@ import random
 import time
 
 from flask import Blueprint, Response, current_app, render_template, request
+from flask_babel import get_locale
 from flask_login import current_user
 
 from ..extensions import current_broker
@@ -68,13 +69,31 @@ def _snapshot_events(html: str | None, event_id: int, *, admins: bool, changed: 
     return chunk
 
 
+_SIGNED_OUT = "weighin_signed_out_events"
+
+
 def _signed_out_events() -> str:
-    """The signed-out notice and the named event that closes hx-sse for good (needs a request)."""
-    return (
-        sse.retry(24 * 3600 * 1000)
-        + sse.event(render_template("reminders/_signed_out.html"))
-        + sse.event("", name=SIGNED_OUT_EVENT)
-    )
+    """The signed-out notice and the named event that closes hx-sse for good (needs a request).
+
+    Every stream keeps it for the end of its login, so it is rendered once per language and
+    script root (issue 16: a render at each connect, and its copy in each stream's memory).
+    """
+    # The proxy is typed as the Flask app it stands for, which hides its own accessor.
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    cache: dict[tuple[str, str], str] = app.extensions.setdefault(_SIGNED_OUT, {})
+    key = (str(get_locale()), request.script_root)
+    text = cache.get(key)
+    if text is None:
+        text = (
+            sse.retry(24 * 3600 * 1000)
+            + sse.event(render_template("reminders/_signed_out.html"))
+            + sse.event("", name=SIGNED_OUT_EVENT)
+        )
+        # A developer editing the template sees the change; a few entries at most (the script
+        # root comes from the trusted proxy), bounded anyway.
+        if not app.jinja_env.auto_reload and len(cache) < 32:
+            cache[key] = text
+    return text
 
 
 def _signed_out_response() -> Response:
