@@ -167,11 +167,13 @@ def measure(name, server, redis, pool_kwargs, users, args, fire) -> dict:
     warm.stop()
     time.sleep(1.0)
     rss0, redis_rss0, redis0 = server.rss(), redis.rss(), redis.clients()
+    connect_cpu0 = server.cpu()
     pool = ClientPool(
         server.url, users, mode="sse", processes=args.processes, ramp_concurrency=args.ramp, **pool_kwargs
     )
     started = time.time()
     report = pool.wait_connected(timeout=args.connect_timeout)
+    connect_cpu = server.cpu() - connect_cpu0
     try:
         time.sleep(2.0)
         # The clients note the moment the last one connected a little after it happens.
@@ -187,6 +189,9 @@ def measure(name, server, redis, pool_kwargs, users, args, fire) -> dict:
             else None,
             "connect_p50_ms": round(percentile(report["connect_times"], 50) * 1000, 1),
             "connect_p99_ms": round(percentile(report["connect_times"], 99) * 1000, 1),
+            # The server's CPU from the first connect to the last, over the streams connected
+            # (retried attempts included: they are part of what a connect costs under the ramp).
+            "server_cpu_ms_per_connect": round(connect_cpu * 1000 / max(connected, 1), 2),
             "server_kib_per_stream": round((rss1 - rss0) / max(connected, 1) / 1024, 1),
             "redis_kib_per_stream": round((redis_rss1 - redis_rss0) / max(connected, 1) / 1024, 1),
             # Those the streams added (flask-sse's warm-up streams keep theirs until a message comes).
@@ -322,6 +327,7 @@ RATIO_ROWS = [
     ("Redis connections", lambda r: r["connect"]["redis_connections"]),
     ("connect all streams, s", lambda r: r["connect"]["all_connected_s"]),
     ("connect p99, ms", lambda r: r["connect"]["connect_p99_ms"]),
+    ("server CPU per connect, ms", lambda r: r["connect"]["server_cpu_ms_per_connect"]),
     ("idle server CPU per minute, s", lambda r: r["idle_cpu_s_per_min"]),
     ("server CPU per event, ms", lambda r: r["steady"]["server_cpu_ms_per_event"]),
     ("events/s reached", lambda r: r["steady"]["achieved_rate"]),
