@@ -13,6 +13,7 @@ from webapp.events.area import read_area, read_state, transport_links
 from webapp.extensions import db
 from webapp.models import Reminder, stream_channels, user_channel
 from webapp.reminders import lifecycle
+from webapp.testing import session_cookie
 
 from .support import add_user, build_app
 
@@ -139,6 +140,45 @@ def test_a_connect_reads_its_newest_id_and_its_banner_in_one_statement(tmp_path,
             assert html is not None and 'data-reminder-state="none"' in html
             assert html == read_state(carl, (), area=True, links=transport_links())[1]
             sa.event.remove(db.engine, "before_cursor_execute", note)
+    finally:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+def test_a_transports_requests_read_without_a_transaction_on_postgresql(tmp_path, postgres_url):
+    """A connect's statements, the user's load first, run in autocommit: no BEGIN before them and
+    no ROLLBACK after, two round trips of five (issue 16). Polling and the long poll too."""
+    app = build_app(tmp_path, SQLALCHEMY_DATABASE_URI=postgres_url, LONGPOLL_TIMEOUT=0.2)
+    try:
+        with app.app_context():
+            ada = add_user("ada@example.com").id
+            lifecycle.open_reminder(ada)
+            db.session.commit()
+            # Shown already, so no transport records its first showing (a write of the recorder's own).
+            db.session.execute(sa.update(Reminder).values(shown_at=sa.func.now()))
+            db.session.commit()
+            db.session.remove()
+        seen: list[tuple[bool, str]] = []
+
+        def note(conn, cursor, statement, parameters, context, executemany):
+            seen.append((conn.connection.dbapi_connection.autocommit, statement.split()[0]))
+
+        client = app.test_client()
+        client.set_cookie("session", session_cookie(app, ada))
+        with app.app_context():
+            sa.event.listen(db.engine, "before_cursor_execute", note)
+        stream = client.get("/events", headers={"HX-Request": "true"})
+        try:
+            assert stream.status_code == 200
+            first = next(stream.response) + next(stream.response)
+            assert b"data-reminder-id=" in first  # the banner came, read on that connection
+        finally:
+            stream.close()
+        assert client.get("/events/area").status_code == 200
+        assert client.get("/events/wait").status_code == 200
+        assert len(seen) >= 6, seen  # the user's load and the read, for each of the three
+        assert all(autocommit and verb.upper() == "SELECT" for autocommit, verb in seen), seen
     finally:
         with app.app_context():
             db.session.remove()

@@ -14,6 +14,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 from flask import Response, current_app, url_for
+from flask import session as cookie_session
 from flask_babel import force_locale, gettext
 from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
@@ -184,6 +185,15 @@ def _local_date(value: datetime, timezone: str) -> str:
     """The banner's date in the user's stored zone, without a loaded User (the page's filter reads
     current_user); tests/test_events.py checks both give the same text."""
     return format_local_date(value, get_zone(timezone))
+
+
+def reads_only() -> None:
+    """This request only reads the database in its own session (a transport's: the stream,
+    polling, long polling, the WebSocket), so its statements, the user's load first, run without
+    a transaction: no BEGIN before them and no ROLLBACK when the connection goes back to the pool,
+    two round trips of a connect's five (issue 16). Call before anything reads current_user."""
+    if "_user_id" in cookie_session and not db.session().in_transaction():
+        db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
 
 
 def read_state(

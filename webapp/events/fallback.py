@@ -28,7 +28,7 @@ from flask_sock import Sock
 from ..extensions import current_broker
 from ..models import login_channel, stream_channels, user_channel
 from . import sse
-from .area import over_capacity, read_area, read_state, subscribe_and_read, transport_links
+from .area import over_capacity, read_area, read_state, reads_only, subscribe_and_read, transport_links
 from .broker import REPLACED
 from .logins import login_seconds_left, login_verdict, transport_lifetime
 
@@ -59,6 +59,7 @@ def _require_login():
             mimetype="text/plain",
             headers=NO_STORE,
         )
+    reads_only()
     if not current_user.is_authenticated:
         return _log_in_first()
     if request.endpoint in {"events_fallback.wait", "events_fallback.websocket"}:

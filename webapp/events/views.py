@@ -19,7 +19,7 @@ from flask_login import current_user
 from ..extensions import current_broker
 from ..models import ADMINS_CHANNEL, login_channel, stream_channels, user_channel
 from . import sse
-from .area import over_capacity, read_area, subscribe_and_read, transport_links
+from .area import over_capacity, read_area, reads_only, subscribe_and_read, transport_links
 from .broker import REPLACED
 from .logins import ADMIN_REMOVED, SIGNED_OUT, login_verdict, transport_lifetime
 
@@ -113,6 +113,7 @@ def _signed_out_response() -> Response:
 @bp.get("/events")
 def stream():
     """The logged-in user's stream: their reminder area (and, for admins, the admins' channel)."""
+    reads_only()
     if not current_user.is_authenticated:
         return _signed_out_response()
     if (busy := over_capacity()) is not None:
