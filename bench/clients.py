@@ -26,11 +26,16 @@ EVENT_ID = re.compile(rb"X-Event-Id: (\d+)", re.IGNORECASE)
 MODES = ("sse", "poll", "longpoll", "ws")
 
 
+class StreamEnded(Exception):
+    """The server closed a stream after its 200 and first bytes: a reconnect, not a failed request."""
+
+
 @dataclass
 class Stats:
     open: int = 0
     connected: int = 0  # connections that got their first byte (SSE/WS) or first answer
     failures: int = 0
+    ended: int = 0  # streams the server ended after answering 200 (a deploy, a lifetime): not failures
     last_error: str = ""
     requests: int = 0
     bytes_in: int = 0
@@ -39,6 +44,7 @@ class Stats:
     events: list = field(default_factory=list)  # (user id, reminder id, time.time())
     first_connected_at: float = 0.0
     all_connected_at: float = 0.0
+    mark: float = 0.0  # time.monotonic() of the pool's last "mark" (bench.versus --storm)
 
 
 class Client:
@@ -62,6 +68,7 @@ class Client:
         self.stats, self.mode, self.interval, self.gate = stats, mode, interval, gate
         self.after: int | None = None
         self.gated = False
+        self.live_since: float | None = None  # when the stream now open answered (SSE), else None
 
     def _request(self, path: str, extra: str = "") -> bytes:
         return (
@@ -108,6 +115,9 @@ class Client:
                 await getattr(self, f"_run_{self.mode}")()
             except asyncio.CancelledError:
                 raise
+            except StreamEnded:  # the server ended a stream it had answered: come back, as a browser does
+                self.stats.ended += 1
+                await asyncio.sleep(1 + random.random())
             except Exception as error:  # count it, wait, try again as a browser would
                 self.stats.failures += 1
                 self.stats.last_error = f"{type(error).__name__}: {error}"
@@ -126,12 +136,13 @@ class Client:
             while True:
                 chunk = await reader.read(65536)
                 if not chunk:
-                    raise ConnectionError("stream closed")
+                    raise StreamEnded() if not first else ConnectionError("stream closed")
                 self.stats.bytes_in += len(chunk)
                 if first:
                     if b" 200 " not in chunk.split(b"\r\n", 1)[0]:
                         raise ConnectionError(chunk.split(b"\r\n", 1)[0].decode(errors="replace"))
                     self._mark_connected(started)
+                    self.live_since = time.monotonic()
                     first = False
                 # Only whole lines are read; a banner is on one data: line, so none is split or seen twice.
                 data = tail + chunk
@@ -142,6 +153,7 @@ class Client:
                     for event_id in re.findall(rb"(?:^|\n)id: (\d+)", lines):
                         self.after = int(event_id)
         finally:
+            self.live_since = None
             self._close(writer)
 
     async def _read_response(self, reader) -> tuple[bytes, bytes]:
@@ -239,10 +251,8 @@ async def _main(conn, host, port, users, mode, interval, ramp_concurrency, path)
     raise_nofile()
     stats = Stats()
     gate = asyncio.Semaphore(ramp_concurrency)
-    tasks = [
-        asyncio.create_task(Client(host, port, uid, cookie, stats, mode, interval, gate, path).run())
-        for uid, cookie in users
-    ]
+    clients = [Client(host, port, uid, cookie, stats, mode, interval, gate, path) for uid, cookie in users]
+    tasks = [asyncio.create_task(client.run()) for client in clients]
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     commands: asyncio.Queue = asyncio.Queue()
@@ -256,10 +266,13 @@ async def _main(conn, host, port, users, mode, interval, ramp_concurrency, path)
     watcher = asyncio.create_task(watch_connected())
     while not stop.is_set():
         command = await commands.get()
+        if command == "mark":
+            stats.mark = time.monotonic()
         report = {
             "open": stats.open,
             "connected": stats.connected,
             "failures": stats.failures,
+            "ended": stats.ended,
             "last_error": stats.last_error,
             "requests": stats.requests,
             "bytes_in": stats.bytes_in,
@@ -267,6 +280,10 @@ async def _main(conn, host, port, users, mode, interval, ramp_concurrency, path)
             "connect_times": stats.connect_times,
             "events": stats.events,
             "all_connected_at": stats.all_connected_at,
+            # Clients whose open stream answered after the last mark: back after a deploy.
+            "back_since_mark": sum(
+                1 for c in clients if c.live_since is not None and stats.mark and c.live_since > stats.mark
+            ),
         }
         stats.events = []
         stats.connect_times = []
@@ -332,6 +349,8 @@ class ClientPool:
             "open": 0,
             "connected": 0,
             "failures": 0,
+            "ended": 0,
+            "back_since_mark": 0,
             "requests": 0,
             "bytes_in": 0,
             "bytes_out": 0,
@@ -343,7 +362,16 @@ class ClientPool:
         done = True
         for pipe in self.pipes:
             part = pipe.recv()
-            for key in ("open", "connected", "failures", "requests", "bytes_in", "bytes_out"):
+            for key in (
+                "open",
+                "connected",
+                "failures",
+                "ended",
+                "back_since_mark",
+                "requests",
+                "bytes_in",
+                "bytes_out",
+            ):
                 merged[key] += part[key]
             merged["connect_times"] += part["connect_times"]
             merged["events"] += part["events"]

@@ -23,6 +23,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -35,12 +36,14 @@ from bench.clients import ClientPool
 from bench.common import (
     Server,
     bulk_users,
+    cpu_seconds,
     drop_scratch,
     end_open_reminders,
     free_port,
     machine,
     make_app,
     percentile,
+    process_tree,
     raise_nofile,
     run_async,
     scratch_database,
@@ -218,11 +221,52 @@ def measure(name, server, redis, pool_kwargs, users, args, fire) -> dict:
             }
         )
         result["steady"] = phase
+        if args.storm:
+            result["storm"] = storm(server, pool, len(users), args.storm_timeout)
     finally:
         result["client_failures_total"] = pool.stop()["failures"]
     result["server_log_tail"] = server.log_tail(5)
     print(json.dumps({k: v for k, v in result.items() if k != "server_log_tail"}), flush=True)
     return result
+
+
+def _cpu_or_zero(pid: int) -> float:
+    try:
+        return cpu_seconds(pid)
+    except OSError:  # gone meanwhile
+        return 0.0
+
+
+def storm(server, pool: ClientPool, clients: int, timeout: float) -> dict:
+    """A deploy: SIGHUP to gunicorn's master (new workers; the old ones end their streams and
+    exit), then the time until every client has connected again, and how many requests failed
+    (refused, reset or answered with an error) on the way. A client is back when the stream it
+    has open answered after the signal. Streams the server ended are not failures; each client
+    comes back after 1-2 s, as a browser's EventSource would."""
+    old_generation = set(process_tree(server.proc.pid))
+    before = pool.report("mark")
+    started = time.time()
+    os.kill(server.proc.pid, signal.SIGHUP)
+    report = before
+    back_at = None
+    while time.time() - started < timeout:
+        time.sleep(0.25)
+        report = pool.report()
+        if report["back_since_mark"] >= clients:
+            back_at = time.time()
+            break
+    new_workers = [p for p in process_tree(server.proc.pid) if p not in old_generation]
+    return {
+        "clients": clients,
+        "back": report["back_since_mark"],
+        "reconnects": report["connected"] - before["connected"],
+        "all_back_s": round(back_at - started, 2) if back_at else None,
+        "ended_by_server": report["ended"] - before["ended"],
+        "failed_requests": report["failures"] - before["failures"],
+        "last_error": report["last_error"],
+        # The new workers' CPU (their start included): what taking every stream back cost.
+        "new_workers_cpu_s": round(sum(_cpu_or_zero(p) for p in new_workers), 2),
+    }
 
 
 def run_weighin(args, redis: PrivateRedis, folder: Path) -> dict:
@@ -333,6 +377,8 @@ RATIO_ROWS = [
     ("events/s reached", lambda r: r["steady"]["achieved_rate"]),
     ("latency p50, ms", lambda r: r["steady"]["p50_ms"]),
     ("latency p99, ms", lambda r: r["steady"]["p99_ms"]),
+    ("deploy (SIGHUP): all streams back, s", lambda r: r.get("storm", {}).get("all_back_s")),
+    ("deploy: failed requests", lambda r: r.get("storm", {}).get("failed_requests")),
 ]
 
 
@@ -362,6 +408,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--seconds", type=float, default=10, help="length of the steady phase")
     parser.add_argument("--idle", type=float, default=30, help="seconds of idle CPU measured")
     parser.add_argument("--connect-timeout", type=float, default=300)
+    parser.add_argument(
+        "--storm", action="store_true", help="then a deploy (SIGHUP): time until every stream is back"
+    )
+    parser.add_argument("--storm-timeout", type=float, default=300)
     parser.add_argument("--out", type=Path, help="write the JSON result here")
     parser.add_argument("--weighin-only", action="store_true", help="skip flask-sse (for profiling)")
     parser.add_argument(

@@ -202,6 +202,9 @@ def test_versus_harness_checks_every_event_on_both_servers(tmp_path):
             "1",
             "--idle",
             "1",
+            "--storm",
+            "--storm-timeout",
+            "120",
             "--out",
             str(out),
         ]
@@ -213,5 +216,10 @@ def test_versus_harness_checks_every_event_on_both_servers(tmp_path):
         assert phase["published"] == 10 and phase["received"] == 10, phase
         assert (phase["missing"], phase["duplicates"], phase["wrong_user"]) == (0, 0, 0), phase
         assert set(phase["statuses"]) == {200}, phase
+        # A deploy (SIGHUP to gunicorn) ends every stream; every one comes back, no request fails.
+        storm = row["storm"]
+        assert storm["back"] == 30 and storm["all_back_s"] is not None, storm
+        assert storm["ended_by_server"] >= 30 and storm["failed_requests"] == 0, storm
     assert "| server CPU per event, ms |" in result["table"]
+    assert "| deploy (SIGHUP): all streams back, s |" in result["table"]
     assert json.loads(out.read_text())["machine"]["load"]
