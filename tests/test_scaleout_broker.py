@@ -4,6 +4,7 @@ and stream counts across processes. (Its listener runs in real processes: tests/
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 
 import pytest
@@ -161,3 +162,29 @@ def test_close_streams_wakes_every_subscription(app):
     assert subs[1].news
     late = broker.subscribe(["user:3"], 1)
     assert late.closing  # a stream that starts while the worker stops ends at once
+
+
+def test_a_burst_of_connects_waits_for_a_redis_connection_instead_of_calling_redis_down(app, private_redis):
+    """A reconnect storm after a deploy asks Redis for the per-user cap from hundreds of streams at
+    once. With every pooled connection busy, the next connect waits for one; it used to fail
+    ("Too many connections", redis-py's pool of 100) and the broker then took Redis for down:
+    publishing paused and the cap counted this process's streams only."""
+    broker = QuietRedisBroker(private_redis.url, app)
+    pool = broker.client().connection_pool
+    busy = [pool.get_connection() for _ in range(pool.max_connections)]  # every one in use
+    releaser = threading.Timer(0.3, lambda: [pool.release(connection) for connection in busy])
+    releaser.start()
+    try:
+        started = time.monotonic()
+        sub = broker.subscribe(["user:1"], 5, user_id=1, per_user=10)
+        assert time.monotonic() - started >= 0.25  # it waited for a connection...
+        assert broker._redis_usable()  # ...and Redis is not taken for down
+        other = redis.Redis.from_url(private_redis.url)
+        try:
+            assert other.zcard(f"{broker.user_streams_key}1") == 1  # counted across processes
+        finally:
+            other.close()
+        broker.unsubscribe(sub)
+    finally:
+        releaser.join()
+        broker.stop()

@@ -55,6 +55,13 @@ COUNT_TTL_SECONDS = 20
 # While Redis is away the listener tries again at least every second (one refused connection a
 # second per process costs nothing), so every listener is back within about a second of Redis;
 # and each try also reads the outbox, so banners keep arriving within that second meanwhile.
+# This process's Redis connections: its listener holds one, and requests (a stream's per-user
+# cap, a commit's publish) borrow one for a round trip. A request that finds every one in use
+# waits up to POOL_WAIT_SECONDS for one rather than failing: redis-py's plain pool refuses the
+# 101st at once ("Too many connections"), which a reconnect storm after a deploy reached and
+# which the broker then took for Redis being down (issue 16).
+POOL_CONNECTIONS = 32
+POOL_WAIT_SECONDS = 2.0
 RECONNECT_MIN_SECONDS = 0.2
 RECONNECT_MAX_SECONDS = 1.0
 # After a failed publish, skip publishing briefly: an outage costs each request nothing,
@@ -138,8 +145,10 @@ class RedisBroker(Broker):
             self._pid = os.getpid()
             self.instance = f"{socket.gethostname()}:{self._pid}:{uuid.uuid4().hex[:8]}"
             # No client-side retries: a request must not wait on a Redis outage.
-            self._client = redis.Redis.from_url(
+            pool = redis.BlockingConnectionPool.from_url(
                 self.url,
+                max_connections=POOL_CONNECTIONS,
+                timeout=POOL_WAIT_SECONDS,
                 socket_connect_timeout=1.0,
                 socket_timeout=2.0,
                 socket_keepalive=True,
@@ -147,6 +156,8 @@ class RedisBroker(Broker):
                 retry=Retry(NoBackoff(), 0),
                 client_name="weighin",
             )
+            self._client = redis.Redis(connection_pool=pool)
+            self._client.auto_close_connection_pool = True  # closing the client closes its pool
         return self._client
 
     # -- the interface --------------------------------------------------------------------
