@@ -237,6 +237,14 @@ def _cpu_or_zero(pid: int) -> float:
         return 0.0
 
 
+def _redis_failures_logged(server) -> int:
+    try:
+        text = Path(server.log_path).read_text(errors="replace")
+    except OSError:
+        return 0
+    return sum(1 for line in text.splitlines() if "Redis " in line and " failed (" in line)
+
+
 def storm(server, pool: ClientPool, clients: int, timeout: float) -> dict:
     """A deploy: SIGHUP to gunicorn's master (new workers; the old ones end their streams and
     exit), then the time until every client has connected again, and how many requests failed
@@ -264,6 +272,8 @@ def storm(server, pool: ClientPool, clients: int, timeout: float) -> dict:
         "ended_by_server": report["ended"] - before["ended"],
         "failed_requests": report["failures"] - before["failures"],
         "last_error": report["last_error"],
+        # The broker's "Redis ... failed" warnings in the server's log: a Redis taken for down.
+        "redis_failures_logged": _redis_failures_logged(server),
         # The new workers' CPU (their start included): what taking every stream back cost.
         "new_workers_cpu_s": round(sum(_cpu_or_zero(p) for p in new_workers), 2),
     }
@@ -282,7 +292,9 @@ def run_weighin(args, redis: PrivateRedis, folder: Path) -> dict:
             with db.engine.begin() as conn:
                 conn.execute(sa.text("UPDATE users SET is_admin = true WHERE id = :id"), {"id": admin_id})
         users = [(uid, session_cookie(app, uid)) for uid in range(1, args.clients + 1)]
-        env = {"REDIS_PREFIX": prefix}
+        # Room for every stream in each worker, as a deployment sized for N streams sets it
+        # (docs/DEPLOY.md; the default is 5,000 a process).
+        env = {"REDIS_PREFIX": prefix, "SSE_MAX_STREAMS_PER_PROCESS": str(max(5000, args.clients))}
         with Server("gunicorn", database, broker_url=redis.url, workers=args.workers, env=env) as server:
 
             def fire(chosen):
