@@ -26,6 +26,7 @@ from typing import Any
 import gevent
 import redis
 from redis.backoff import NoBackoff
+from redis.exceptions import MaxConnectionsError
 from redis.retry import Retry
 
 from .broker import REPLACED, Broker, Subscription
@@ -56,12 +57,13 @@ COUNT_TTL_SECONDS = 20
 # second per process costs nothing), so every listener is back within about a second of Redis;
 # and each try also reads the outbox, so banners keep arriving within that second meanwhile.
 # This process's Redis connections: its listener holds one, and requests (a stream's per-user
-# cap, a commit's publish) borrow one for a round trip. A request that finds every one in use
-# waits up to POOL_WAIT_SECONDS for one rather than failing: redis-py's plain pool refuses the
-# 101st at once ("Too many connections"), which a reconnect storm after a deploy reached and
-# which the broker then took for Redis being down (issue 16).
-POOL_CONNECTIONS = 32
-POOL_WAIT_SECONDS = 2.0
+# cap, a commit's publish) borrow one for a round trip. Past POOL_CONNECTIONS in use at once,
+# redis-py refuses the next at once (MaxConnectionsError). That is a busy process, not a Redis
+# outage: a deploy's reconnect storm reaches it, with thousands of connects queued for the CPU
+# while each holds its connection until its turn comes (issue 16). Such a stream is counted in
+# this process only and nothing is paused; a publish that finds no connection is caught up from
+# the outbox by the other processes' listeners.
+POOL_CONNECTIONS = 100
 RECONNECT_MIN_SECONDS = 0.2
 RECONNECT_MAX_SECONDS = 1.0
 # After a failed publish, skip publishing briefly: an outage costs each request nothing,
@@ -145,10 +147,9 @@ class RedisBroker(Broker):
             self._pid = os.getpid()
             self.instance = f"{socket.gethostname()}:{self._pid}:{uuid.uuid4().hex[:8]}"
             # No client-side retries: a request must not wait on a Redis outage.
-            pool = redis.BlockingConnectionPool.from_url(
+            self._client = redis.Redis.from_url(
                 self.url,
                 max_connections=POOL_CONNECTIONS,
-                timeout=POOL_WAIT_SECONDS,
                 socket_connect_timeout=1.0,
                 socket_timeout=2.0,
                 socket_keepalive=True,
@@ -156,8 +157,6 @@ class RedisBroker(Broker):
                 retry=Retry(NoBackoff(), 0),
                 client_name="weighin",
             )
-            self._client = redis.Redis(connection_pool=pool)
-            self._client.auto_close_connection_pool = True  # closing the client closes its pool
         return self._client
 
     # -- the interface --------------------------------------------------------------------
@@ -195,6 +194,11 @@ class RedisBroker(Broker):
                 # it, so try once on a new one (refused at once if Redis is really down).
                 self.client().publish(self.events_channel, message)
             self._publish_failing = False
+        except MaxConnectionsError:
+            # Busy, not down (POOL_CONNECTIONS): the listeners catch this one up from the outbox.
+            log.info(
+                "no Redis connection free for event %s; listeners will catch up from the outbox", event_id
+            )
         except (redis.RedisError, OSError) as error:
             self._publish_failing = True
             self._publish_paused_until = time.monotonic() + PUBLISH_PAUSE_SECONDS
@@ -215,6 +219,8 @@ class RedisBroker(Broker):
         return time.monotonic() >= self._publish_paused_until
 
     def _redis_failed(self, what: str, error: Exception) -> None:
+        if isinstance(error, MaxConnectionsError):
+            return  # busy, not down (POOL_CONNECTIONS): this once, this process's count serves
         self._publish_paused_until = time.monotonic() + PUBLISH_PAUSE_SECONDS
         log.warning("Redis %s failed (%s); counting this process's streams only", what, error)
 
