@@ -36,7 +36,6 @@ from bench.clients import ClientPool
 from bench.common import (
     Server,
     bulk_users,
-    cpu_seconds,
     drop_scratch,
     end_open_reminders,
     free_port,
@@ -230,13 +229,6 @@ def measure(name, server, redis, pool_kwargs, users, args, fire) -> dict:
     return result
 
 
-def _cpu_or_zero(pid: int) -> float:
-    try:
-        return cpu_seconds(pid)
-    except OSError:  # gone meanwhile
-        return 0.0
-
-
 def _redis_failures_logged(server) -> int:
     try:
         text = Path(server.log_path).read_text(errors="replace")
@@ -275,7 +267,7 @@ def storm(server, pool: ClientPool, clients: int, timeout: float) -> dict:
         # The broker's "Redis ... failed" warnings in the server's log: a Redis taken for down.
         "redis_failures_logged": _redis_failures_logged(server),
         # The new workers' CPU (their start included): what taking every stream back cost.
-        "new_workers_cpu_s": round(sum(_cpu_or_zero(p) for p in new_workers), 2),
+        "new_workers_cpu_s": round(sum(tree_cpu(p) for p in new_workers), 2),
     }
 
 

@@ -8,7 +8,7 @@ reads the area and the newest outbox id of its channels.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -116,16 +116,24 @@ def _area_template():
     return current_app.jinja_env.get_template("reminders/_area.html")
 
 
-def empty_area() -> str:
-    """The area with no reminder: the same markup for every user, so rendered once per app."""
+def rendered_once(name: str, key: Hashable, render: Callable[[], str]) -> str:
+    """render()'s text, kept on the app under name and key: markup that is the same for everyone
+    with that key (a language, say) is rendered once per app. Not kept while templates
+    auto-reload, so a developer editing one sees the change; at most 32 keys a name."""
     # The proxy is typed as the Flask app it stands for, which hides its own accessor.
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    cached = app.extensions.get(_EMPTY_AREA)
-    if cached is None:
-        cached = _area_template().render(banner=None)
-        if not app.jinja_env.auto_reload:  # a developer editing the template sees the change
-            app.extensions[_EMPTY_AREA] = cached
-    return cached
+    kept: dict[Hashable, str] = app.extensions.setdefault(name, {})
+    text = kept.get(key)
+    if text is None:
+        text = render()
+        if not app.jinja_env.auto_reload and len(kept) < 32:
+            kept[key] = text
+    return text
+
+
+def empty_area() -> str:
+    """The area with no reminder: the same markup for every user, so rendered once per app."""
+    return rendered_once(_EMPTY_AREA, None, lambda: _area_template().render(banner=None))
 
 
 def render_area(user_id: int, links: AreaLinks | None = None) -> str:
@@ -187,13 +195,20 @@ def _local_date(value: datetime, timezone: str) -> str:
     return format_local_date(value, get_zone(timezone))
 
 
+def _without_transaction() -> None:
+    """Run the session's next statements in autocommit, unless it is already in a transaction:
+    reads only, each statement its own snapshot as under READ COMMITTED anyway, so no BEGIN
+    before them and no ROLLBACK when the connection goes back to the pool (issue 16)."""
+    if not db.session().in_transaction():
+        db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+
+
 def reads_only() -> None:
     """This request only reads the database in its own session (a transport's: the stream,
     polling, long polling, the WebSocket), so its statements, the user's load first, run without
-    a transaction: no BEGIN before them and no ROLLBACK when the connection goes back to the pool,
-    two round trips of a connect's five (issue 16). Call before anything reads current_user."""
-    if "_user_id" in cookie_session and not db.session().in_transaction():
-        db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    a transaction: two round trips of a connect's five. Call before anything reads current_user."""
+    if "_user_id" in cookie_session:
+        _without_transaction()
 
 
 def read_state(
@@ -206,11 +221,8 @@ def read_state(
     """
     html, unshown = None, None
     try:
-        if not db.session().in_transaction():
-            # A long poll's answer after its wait: reads only, each statement its own snapshot as
-            # under READ COMMITTED anyway, so no transaction: no BEGIN before them and no ROLLBACK
-            # when the connection goes back to the pool, two round trips of three (issue 16).
-            db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        # A long poll's answer after its wait: two round trips of three.
+        _without_transaction()
         if area and channels:
             newest, banner = _newest_and_banner(user_id, channels)
             html, unshown = _render_banner(banner, links)

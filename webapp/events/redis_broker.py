@@ -53,9 +53,6 @@ CATCH_UP_SECONDS = 5.0
 # A process's stream count expires unless refreshed, so a killed process stops counting.
 COUNT_REFRESH_SECONDS = 5.0
 COUNT_TTL_SECONDS = 20
-# While Redis is away the listener tries again at least every second (one refused connection a
-# second per process costs nothing), so every listener is back within about a second of Redis;
-# and each try also reads the outbox, so banners keep arriving within that second meanwhile.
 # This process's Redis connections: its listener holds one, and requests (a stream's per-user
 # cap, a commit's publish) borrow one for a round trip. Past POOL_CONNECTIONS in use at once,
 # redis-py refuses the next at once (MaxConnectionsError). That is a busy process, not a Redis
@@ -64,6 +61,9 @@ COUNT_TTL_SECONDS = 20
 # this process only and nothing is paused; a publish that finds no connection is caught up from
 # the outbox by the other processes' listeners.
 POOL_CONNECTIONS = 100
+# While Redis is away the listener tries again at least every second (one refused connection a
+# second per process costs nothing), so every listener is back within about a second of Redis;
+# and each try also reads the outbox, so banners keep arriving within that second meanwhile.
 RECONNECT_MIN_SECONDS = 0.2
 RECONNECT_MAX_SECONDS = 1.0
 # After a failed publish, skip publishing briefly: an outage costs each request nothing,

@@ -19,7 +19,14 @@ from flask_login import current_user
 from ..extensions import current_broker
 from ..models import ADMINS_CHANNEL, login_channel, stream_channels, user_channel
 from . import sse
-from .area import over_capacity, read_area, reads_only, subscribe_and_read, transport_links
+from .area import (
+    over_capacity,
+    read_area,
+    reads_only,
+    rendered_once,
+    subscribe_and_read,
+    transport_links,
+)
 from .broker import REPLACED
 from .logins import ADMIN_REMOVED, SIGNED_OUT, login_verdict, transport_lifetime
 
@@ -78,22 +85,15 @@ def _signed_out_events() -> str:
     Every stream keeps it for the end of its login, so it is rendered once per language and
     script root (issue 16: a render at each connect, and its copy in each stream's memory).
     """
-    # The proxy is typed as the Flask app it stands for, which hides its own accessor.
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    cache: dict[tuple[str, str], str] = app.extensions.setdefault(_SIGNED_OUT, {})
-    key = (str(get_locale()), request.script_root)
-    text = cache.get(key)
-    if text is None:
-        text = (
+    return rendered_once(
+        _SIGNED_OUT,
+        (str(get_locale()), request.script_root),
+        lambda: (
             sse.retry(24 * 3600 * 1000)
             + sse.event(render_template("reminders/_signed_out.html"))
             + sse.event("", name=SIGNED_OUT_EVENT)
-        )
-        # A developer editing the template sees the change; a few entries at most (the script
-        # root comes from the trusted proxy), bounded anyway.
-        if not app.jinja_env.auto_reload and len(cache) < 32:
-            cache[key] = text
-    return text
+        ),
+    )
 
 
 def _signed_out_response() -> Response:
