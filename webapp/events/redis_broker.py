@@ -187,9 +187,9 @@ class RedisBroker(Broker):
         try:
             try:
                 self.client().publish(self.events_channel, message)
-            except redis.ConnectionError:
-                if self._publish_failing:
-                    raise
+            except redis.ConnectionError as error:
+                if self._publish_failing or isinstance(error, MaxConnectionsError):
+                    raise  # a busy pool has no new connection to try either
                 # A pooled connection that Redis closed when it restarted: the pool has dropped
                 # it, so try once on a new one (refused at once if Redis is really down).
                 self.client().publish(self.events_channel, message)
