@@ -189,23 +189,31 @@ def test_admin_page_and_error_pages_speak_korean(client, auth, app):
     assert "여기에는 아무것도 없습니다." in missing.get_data(as_text=True)
 
 
-def test_wtforms_own_messages_speak_korean(app):
-    """The few validators without a message of ours use WTForms' own Korean catalogue."""
-    from flask_wtf import FlaskForm
+def test_wtforms_own_messages_speak_the_requests_language(app):
+    """The few validators without a message of ours use WTForms' own catalogue of the request's
+    language, kept once per language (webapp.i18n.Form): English and Korean alternate correctly."""
     from wtforms import IntegerField, StringField
     from wtforms.validators import DataRequired
 
-    class Probe(FlaskForm):
+    from webapp.i18n import Form
+
+    class Probe(Form):
         class Meta:
             csrf = False
 
         name = StringField(validators=[DataRequired()])
         count = IntegerField()
 
-    with app.test_request_context(method="POST", data={"count": "x"}, headers={"Accept-Language": "ko"}):
-        form = Probe()
-        assert not form.validate()
-        assert form.errors == {"name": ["이 항목은 필수입니다."], "count": ["올바르지 않은 정수 값입니다."]}
+    expected = {
+        "ko": {"name": ["이 항목은 필수입니다."], "count": ["올바르지 않은 정수 값입니다."]},
+        "en": {"name": ["This field is required."], "count": ["Not a valid integer value."]},
+    }
+    for language in ("ko", "en", "ko"):
+        headers = {"Accept-Language": language}
+        with app.test_request_context(method="POST", data={"count": "x"}, headers=headers):
+            form = Probe()
+            assert not form.validate()
+            assert form.errors == expected[language]
 
 
 @pytest.mark.parametrize(

@@ -16,16 +16,17 @@ from flask_babel import get_locale
 _ENGLISH_DATES = "en_GB"
 
 
-def _date_locale() -> str:
+def date_locale() -> str:
+    """The Babel locale this request's dates are written in; pass it to format_day when writing many."""
     locale = get_locale()
     if locale is None or locale.language == "en":
         return _ENGLISH_DATES
     return str(locale)
 
 
-def format_day(value: date, with_year: bool = True) -> str:
+def format_day(value: date, with_year: bool = True, locale: str | None = None) -> str:
     """A calendar day, e.g. '2 Dec 2026' / '2026년 12월 2일', or without the year '2 Dec' / '12월 2일'."""
-    return _format_day(value, with_year, _date_locale())
+    return _format_day(value, with_year, locale or date_locale())
 
 
 # Babel matches the skeleton to the locale's patterns on every call (a few percent of a worker
@@ -37,7 +38,7 @@ def _format_day(value: date, with_year: bool, locale: str) -> str:
 
 def format_day_time(value: datetime, with_year: bool = True) -> str:
     """A day and a 24-hour time, e.g. '2 Dec 2026, 05:20' / '2026년 12월 2일 05:20'."""
-    locale = _date_locale()
-    day = format_day(value, with_year)
+    locale = date_locale()
+    day = format_day(value, with_year, locale)
     clock = format_skeleton("Hm", value, locale=locale)
     return f"{day}, {clock}" if locale == _ENGLISH_DATES else f"{day} {clock}"

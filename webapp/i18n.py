@@ -8,11 +8,16 @@ else English. Code with no request (the stream's banner, mail) renders inside
 from __future__ import annotations
 
 import logging
+from functools import lru_cache
 from pathlib import Path
 
+from babel import support
 from babel.core import Locale, UnknownLocaleError, get_global
 from flask import Flask, has_request_context, request
-from flask_babel import get_locale
+from flask_babel import get_locale, get_translations
+from flask_wtf import FlaskForm
+from jinja2 import pass_context
+from wtforms.i18n import messages_path
 
 from .extensions import babel
 
@@ -123,6 +128,58 @@ def html_lang() -> str:
     return locale.language if locale is not None else DEFAULT_LANGUAGE
 
 
+@lru_cache(maxsize=len(LANGUAGES) + 1)
+def _wtforms_catalogue(locale: str) -> support.Translations:
+    return support.Translations.load(messages_path(), [locale], domain="wtforms")
+
+
+class _WTFormsMessages:
+    """WTForms' own messages ("Not a valid choice.") in this request's language.
+
+    Flask-WTF reads WTForms' catalogue from disk on every request that builds a form (about 5%
+    of a dashboard's CPU, issue 16); the catalogue of a language never changes, so one is kept
+    per language.
+    """
+
+    def gettext(self, string: str) -> str:
+        locale = get_locale()
+        return string if locale is None else _wtforms_catalogue(str(locale)).ugettext(string)
+
+    def ngettext(self, singular: str, plural: str, n: int) -> str:
+        locale = get_locale()
+        if locale is None:
+            return singular if n == 1 else plural
+        return _wtforms_catalogue(str(locale)).ungettext(singular, plural, n)
+
+
+_WTFORMS_MESSAGES = _WTFormsMessages()
+
+
+class Form(FlaskForm):
+    """The app's base form: Flask-WTF's, with WTForms' messages kept per language (above)."""
+
+    class Meta:
+        def get_translations(self, form):
+            return _WTFORMS_MESSAGES
+
+
+def _render_translations(context):
+    # The catalogue this render started with (the context processor below), else this moment's:
+    # a template rendered without render_template (the stream's banner) has none in its context.
+    found = context.get("_translations")
+    return found if found is not None else get_translations()
+
+
+@pass_context
+def _template_gettext(context, string: str) -> str:
+    return _render_translations(context).ugettext(string)
+
+
+@pass_context
+def _template_ngettext(context, singular: str, plural: str, n: int) -> str:
+    return _render_translations(context).ungettext(singular, plural, n)
+
+
 def _vary_on_language(response):
     # An anonymous page's language follows Accept-Language, so a cache must keep one per language.
     if response.mimetype == "text/html":
@@ -139,6 +196,13 @@ def init_app(app: Flask) -> None:
     )
     # {% trans %} blocks are joined into one line, as babel.cfg extracts them.
     app.jinja_env.policies["ext.i18n.trimmed"] = True
+    # Flask-Babel's template gettext finds the request's catalogue through three context lookups
+    # per string, and a dashboard has about fifty; render_template puts the catalogue in the
+    # context once and the template's _() and ngettext() read it there.
+    app.context_processor(lambda: {"_translations": get_translations()})
+    app.jinja_env.install_gettext_callables(
+        gettext=_template_gettext, ngettext=_template_ngettext, newstyle=True
+    )
     app.jinja_env.globals["html_lang"] = html_lang
     app.after_request(_vary_on_language)
     missing = [

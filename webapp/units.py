@@ -103,17 +103,25 @@ def _decimal_symbol(locale: str) -> str:
     return get_decimal_symbol(locale)
 
 
-def localise_number(text: str) -> str:
+def decimal_sign() -> str:
+    """This request's decimal sign ('.' in English and Korean, ',' in German); '.' outside a request.
+
+    For code that writes many numbers at once (the chart): read it once and pass it to
+    localise_number, rather than asking Flask-Babel for the locale per number.
+    """
+    locale = get_locale()
+    return "." if locale is None else _decimal_symbol(str(locale))
+
+
+def localise_number(text: str, sign: str | None = None) -> str:
     """A number written with a decimal point ('72.5'), in the reader's locale ('72,5' in German).
 
     The digits are rounded by Python's formatting first, so every place rounds alike; Babel gives
-    the locale's decimal sign (outside any app or request: English).
+    the locale's decimal sign (outside any app or request: English), unless `sign` is given.
     """
-    locale = get_locale()
-    if locale is None:
-        return text
-    symbol = _decimal_symbol(str(locale))
-    return text if symbol == "." else text.replace(".", symbol)
+    if sign is None:
+        sign = decimal_sign()
+    return text if sign == "." else text.replace(".", sign)
 
 
 def format_weight(grams: int | float | None, unit: str, places: int = 1, with_unit: bool = True) -> str:

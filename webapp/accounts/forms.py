@@ -6,11 +6,10 @@ import re
 
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, PasswordField, SelectChoice, SelectField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
 
-from ..i18n import LANGUAGE_NAMES, zone_from_accept_language
+from ..i18n import LANGUAGE_NAMES, Form, zone_from_accept_language
 from ..reminders.lifecycle import REMIND_AFTER_CHOICES, SITE_DEFAULT_DAYS
 from ..text import NoControlCharacters
 from ..timeutil import timezone_names
@@ -74,7 +73,7 @@ def _language_select() -> SelectField:
     )
 
 
-class SignupForm(FlaskForm):
+class SignupForm(Form):
     email = _email_field(check_address=True)
     password = PasswordField(
         _l("Password"), validators=[DataRequired(_l("Choose a password.")), _check_password_length]
@@ -97,7 +96,7 @@ class SignupForm(FlaskForm):
         field.data = canonical
 
 
-class LoginForm(FlaskForm):
+class LoginForm(Form):
     email = _email_field()
     password = PasswordField(
         _l("Password"),
@@ -138,7 +137,7 @@ def parse_remind_after_days(text: str | None) -> int:
     return days
 
 
-class SettingsForm(FlaskForm):
+class SettingsForm(Form):
     display_name = StringField(
         _l("Display name"),
         filters=[_strip],
@@ -190,17 +189,17 @@ def canonical_timezone(name: str | None) -> str | None:
     return {zone.lower(): zone for zone in names}.get(name.lower())
 
 
-class ForgotPasswordForm(FlaskForm):
+class ForgotPasswordForm(Form):
     email = _email_field(check_address=True)
 
 
-class ResetPasswordForm(FlaskForm):
+class ResetPasswordForm(Form):
     password = PasswordField(
         _l("New password"), validators=[DataRequired(_l("Choose a password.")), _check_password_length]
     )
 
 
-class DeleteAccountForm(FlaskForm):
+class DeleteAccountForm(Form):
     password = PasswordField(
         _l("Password"),
         validators=[
@@ -212,7 +211,7 @@ class DeleteAccountForm(FlaskForm):
     successor = EmailField(_l("New admin's email"), filters=[normalise_email])
 
 
-class ChangeEmailForm(FlaskForm):
+class ChangeEmailForm(Form):
     email = _email_field(_l("New email"), _l("Enter your new email address."), check_address=True)
     password = PasswordField(
         _l("Password"),
@@ -223,11 +222,11 @@ class ChangeEmailForm(FlaskForm):
     )
 
 
-class ConfirmForm(FlaskForm):
+class ConfirmForm(Form):
     """A button and its CSRF token: following a link in a message must not change anything alone."""
 
 
-class ChangePasswordForm(FlaskForm):
+class ChangePasswordForm(Form):
     current_password = PasswordField(
         _l("Current password"),
         validators=[

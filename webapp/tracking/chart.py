@@ -15,8 +15,8 @@ from flask_babel import gettext as _
 from flask_babel import ngettext
 from markupsafe import Markup
 
-from ..formatting import format_day
-from ..units import format_weight, from_grams, localise_number
+from ..formatting import date_locale, format_day
+from ..units import decimal_sign, format_weight, from_grams, localise_number
 from .trend import DayPoint
 
 WIDTH = 640
@@ -41,7 +41,8 @@ class Chart:
     x_ticks: list[tuple[float, str]] = field(default_factory=list)
     plot: tuple[float, float, float, float] = (PAD_LEFT, PAD_TOP, WIDTH - PAD_RIGHT, HEIGHT - PAD_BOTTOM)
     description: str = ""
-    rows: list[tuple[date, str, str]] = field(default_factory=list)  # the text alternative's table
+    # The text alternative's table: the day, its text, the day's weight and the trend.
+    rows: list[tuple[date, str, str, str]] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
@@ -69,8 +70,8 @@ class Chart:
         """
         return Markup(
             "\n      ".join(
-                f'<tr><td>{format_day(day)}</td><td class="num">{weight}</td><td class="num">{trend}</td></tr>'
-                for day, weight, trend in self.rows
+                f'<tr><td>{day_text}</td><td class="num">{weight}</td><td class="num">{trend}</td></tr>'
+                for _day, day_text, weight, trend in self.rows
             )
         )
 
@@ -81,10 +82,6 @@ def _nice_step(span: float, ticks: int = 5) -> float:
         if span / step <= ticks:
             return step
     return NICE_STEPS[-1]
-
-
-def _day_label(day: date) -> str:
-    return format_day(day, with_year=False)
 
 
 def build_chart(
@@ -100,6 +97,9 @@ def build_chart(
     right rather than a chart that looks current; with no weight in the window, the last one stays.
     """
     chart = Chart()
+    # The language's decimal sign and date pattern, looked up once for the hundred-odd numbers
+    # and days a chart writes (each lookup goes through Flask-Babel's request context).
+    sign, dates = decimal_sign(), date_locale()
     if not points:
         chart.description = _("No weights logged yet.")
         return chart
@@ -132,7 +132,10 @@ def build_chart(
 
     def amount(value: float) -> str:
         # One decimal, the locale's decimal sign and the unit, as the cards show a weight.
-        return f"{localise_number(f'{value:.1f}')} {unit}"
+        return f"{localise_number(f'{value:.1f}', sign)} {unit}"
+
+    def day_label(day: date) -> str:
+        return format_day(day, with_year=False, locale=dates)
 
     def y_of(value: float) -> float:
         return round(bottom - (bottom - top) * (value - low) / (high - low), 1)
@@ -141,7 +144,7 @@ def build_chart(
     # table all read them (from_grams is exact decimal arithmetic, too slow to repeat per use).
     for p, weight, trend in zip(shown, weights, trends, strict=True):
         x = x_of(p.day)
-        chart.dots.append((x, y_of(weight), f"{_day_label(p.day)}: {amount(weight)}"))
+        chart.dots.append((x, y_of(weight), f"{day_label(p.day)}: {amount(weight)}"))
         line.append(f"{x},{y_of(trend)}")
     chart.trend_line = " ".join(line)
     if target_g is not None:
@@ -152,21 +155,21 @@ def build_chart(
     decimals = 1 if step < 1 else 0
     for i in range(tick_count + 1):
         value = low + i * step
-        chart.y_ticks.append((y_of(value), localise_number(f"{value:.{decimals}f}")))
+        chart.y_ticks.append((y_of(value), localise_number(f"{value:.{decimals}f}", sign)))
 
     # About four date labels, evenly spread, ending on the last day without crowding it.
     label_every = max(1, math.ceil(day_span / 4))
     day = first_day
     while first_day == last_day or (last_day - day).days * 2 >= label_every:
-        chart.x_ticks.append((x_of(day), _day_label(day)))
+        chart.x_ticks.append((x_of(day), day_label(day)))
         if first_day == last_day:
             break
         day += timedelta(days=label_every)
     if first_day != last_day:
-        chart.x_ticks.append((x_of(last_day), _day_label(last_day)))
+        chart.x_ticks.append((x_of(last_day), day_label(last_day)))
 
     chart.rows = [
-        (p.day, amount(weight), amount(trend))
+        (p.day, format_day(p.day, locale=dates), amount(weight), amount(trend))
         for p, weight, trend in zip(reversed(shown), reversed(weights), reversed(trends), strict=True)
     ]
     lightest, heaviest = amount(min(weights)), amount(max(weights))
@@ -176,8 +179,8 @@ def build_chart(
             "%(num)d day of weights from %(first)s to %(last)s, between %(low)s and %(high)s.",
             "%(num)d days of weights from %(first)s to %(last)s, between %(low)s and %(high)s.",
             len(shown),
-            first=_day_label(shown[0].day),
-            last=_day_label(data_last_day),
+            first=day_label(shown[0].day),
+            last=day_label(data_last_day),
             low=lightest,
             high=heaviest,
         ),

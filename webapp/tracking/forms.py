@@ -10,12 +10,12 @@ from datetime import UTC, datetime, tzinfo
 
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from wtforms import HiddenField, SelectChoice, SelectField, StringField
 from wtforms.validators import Length, ValidationError
 from wtforms.widgets import DateTimeLocalInput
 
+from ..i18n import Form
 from ..text import NoControlCharacters
 from ..timeutil import utcnow
 from ..units import WeightError, parse_weight
@@ -57,7 +57,7 @@ def parse_local(text: str | None, zone: tzinfo, now: datetime) -> datetime:
     return moment.astimezone(UTC)
 
 
-class _UserForm(FlaskForm):
+class _UserForm(Form):
     """A form that knows the user's unit, time zone and the current time for its checks."""
 
     # The parsed weight, set by validation: read it only after validate_on_submit() passed, so a
@@ -118,7 +118,7 @@ class GoalForm(_UserForm):
             raise ValidationError(str(error)) from None
 
 
-class ImportForm(FlaskForm):
+class ImportForm(Form):
     """Upload a CSV file; the unit and date order apply only where the file does not say."""
 
     file = FileField(_l("CSV file"), validators=[FileRequired(_l("Choose a CSV file to import."))])
