@@ -129,7 +129,7 @@ def html_lang() -> str:
 
 
 @lru_cache(maxsize=len(LANGUAGES) + 1)
-def _wtforms_catalogue(locale: str) -> support.Translations:
+def _wtforms_catalogue(locale: str) -> support.NullTranslations:
     return support.Translations.load(messages_path(), [locale], domain="wtforms")
 
 
@@ -200,7 +200,7 @@ def init_app(app: Flask) -> None:
     # per string, and a dashboard has about fifty; render_template puts the catalogue in the
     # context once and the template's _() and ngettext() read it there.
     app.context_processor(lambda: {"_translations": get_translations()})
-    app.jinja_env.install_gettext_callables(
+    app.jinja_env.install_gettext_callables(  # type: ignore[attr-defined]  # added by jinja2.ext.i18n
         gettext=_template_gettext, ngettext=_template_ngettext, newstyle=True
     )
     app.jinja_env.globals["html_lang"] = html_lang
