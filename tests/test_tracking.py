@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+import sqlalchemy as sa
 
 from webapp.extensions import db
 from webapp.models import GoalChange, OutboxEvent, Reminder, User, WeightEntry
@@ -461,6 +462,67 @@ def test_bad_goals_are_refused(app, ada, client, target, message):
 
 
 # --- dashboard --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_the_dashboards_one_read_is_the_goal_and_the_log_of_that_user_only(tmp_path, request, database):
+    """goal_and_log() reads the current goal and the whole log in one statement: the same as
+    current_goal() and weight_log() with no goal, no entries, both, and a changed goal, and never
+    another user's rows."""
+    from tests.support import add_user, build_app
+    from webapp.tracking.queries import goal_and_log, weight_log
+
+    overrides = {}
+    if database == "postgresql":
+        overrides["SQLALCHEMY_DATABASE_URI"] = request.getfixturevalue("postgres_url")
+    app = build_app(tmp_path, **overrides)
+    base = datetime(2026, 3, 1, 8, tzinfo=UTC)
+    with app.app_context():
+        ada, bob = add_user("ada@example.com"), add_user("bob@example.com")
+        ada_id = ada.id
+        # Bob's goal and entries are there throughout, and must never show in Ada's read.
+        db.session.add(GoalChange(user_id=bob.id, target_g=60_000, start_g=65_000, created_at=base))
+        db.session.add(WeightEntry(user_id=bob.id, measured_at=base, mass_g=65_000, note="bob"))
+        db.session.commit()
+
+        statements: list[str] = []
+
+        def note(conn, cursor, statement, parameters, context, executemany):
+            statements.append(statement)
+
+        def check(expected_goal, expected_entries):
+            statements.clear()
+            sa.event.listen(db.engine, "before_cursor_execute", note)
+            goal, log = goal_and_log(ada_id)
+            sa.event.remove(db.engine, "before_cursor_execute", note)
+            assert len(statements) == 1, statements
+            current = ada.current_goal()
+            assert (goal is None) == (current is None) == (expected_goal is None)
+            if expected_goal is not None:
+                assert (goal.target_g, goal.start_g, goal.created_at) == expected_goal
+                assert (current.target_g, current.start_g, current.created_at) == expected_goal
+            assert [(row.mass_g, row.note) for row in log] == expected_entries
+            assert [tuple(row) for row in weight_log(ada_id)] == [tuple(row)[:4] for row in log]
+
+        check(None, [])
+        db.session.add(GoalChange(user_id=ada.id, target_g=70_000, start_g=None, created_at=base))
+        db.session.commit()
+        check((70_000, None, base), [])
+        for day, grams in enumerate((80_000, 79_500, 79_000)):
+            db.session.add(
+                WeightEntry(
+                    user_id=ada.id, measured_at=base + timedelta(days=day), mass_g=grams, note=f"d{day}"
+                )
+            )
+        later = base + timedelta(days=3)
+        db.session.add(GoalChange(user_id=ada.id, target_g=75_000, start_g=79_000, created_at=later))
+        db.session.commit()
+        check((75_000, 79_000, later), [(79_000, "d2"), (79_500, "d1"), (80_000, "d0")])
+        db.session.execute(db.delete(GoalChange).where(GoalChange.user_id == ada.id))
+        db.session.commit()
+        check(None, [(79_000, "d2"), (79_500, "d1"), (80_000, "d0")])
+        db.session.remove()
+        db.engine.dispose()
 
 
 def test_dashboard_with_weeks_of_history(app, ada, client):

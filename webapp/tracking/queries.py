@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 import sqlalchemy as sa
 
@@ -18,15 +19,65 @@ ENTRIES_CHANGED = "entries"
 def weight_log(user_id: int) -> Sequence[sa.Row]:
     """A user's whole log, newest first, as light rows (id, measured_at, mass_g, note).
 
-    The dashboard needs the times and weights of every entry for the trend and the first few
-    entries in full for the table; one query of four columns serves both, where entries_query()
-    would be ORM objects for rows that are only read.
+    The trend needs the times and weights of every entry, and the dashboard the first few in full
+    for the table; four columns serve both, where entries_query() would be ORM objects.
     """
-    return db.session.execute(
-        db.select(WeightEntry.id, WeightEntry.measured_at, WeightEntry.mass_g, WeightEntry.note)
-        .where(WeightEntry.user_id == user_id)
-        .order_by(WeightEntry.measured_at.desc(), WeightEntry.id.desc())
-    ).all()
+    return db.session.execute(_WEIGHT_LOG, {"user_id": user_id}).all()
+
+
+_ENTRIES = WeightEntry.__table__
+_WEIGHT_LOG = (
+    sa.select(_ENTRIES.c.id, _ENTRIES.c.measured_at, _ENTRIES.c.mass_g, _ENTRIES.c.note)
+    .where(_ENTRIES.c.user_id == sa.bindparam("user_id"))
+    .order_by(_ENTRIES.c.measured_at.desc(), _ENTRIES.c.id.desc())
+)
+
+
+class Goal(NamedTuple):
+    """The current goal's columns the dashboard reads (GoalChange's, without loading one)."""
+
+    target_g: int
+    start_g: int | None
+    created_at: datetime
+
+
+def _goal_column(column) -> sa.ScalarSelect:
+    goals = GoalChange.__table__
+    return (
+        sa.select(column)
+        .where(goals.c.user_id == sa.bindparam("user_id"))
+        .order_by(goals.c.created_at.desc(), goals.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+# The current goal and the whole log in one statement (the dashboard's two reads, one round trip):
+# one row per entry (weight_log's columns first) with the goal's beside it, or a single row of NULL entry columns
+# when the log is empty. Each goal column is its own subquery, run once per statement.
+_GOAL_COLUMNS = GoalChange.__table__.c
+_GOAL_AND_LOG = (
+    sa.select(
+        *_WEIGHT_LOG.selected_columns,
+        _goal_column(_GOAL_COLUMNS.target_g).label("goal_target_g"),
+        _goal_column(_GOAL_COLUMNS.start_g).label("goal_start_g"),
+        _goal_column(_GOAL_COLUMNS.created_at).label("goal_created_at"),
+    )
+    .select_from(
+        sa.select(sa.literal(1).label("one"))
+        .subquery("one")
+        .outerjoin(_ENTRIES, _ENTRIES.c.user_id == sa.bindparam("user_id"))
+    )
+    .order_by(_ENTRIES.c.measured_at.desc(), _ENTRIES.c.id.desc())
+)
+
+
+def goal_and_log(user_id: int) -> tuple[Goal | None, Sequence[sa.Row]]:
+    """The user's current goal (None if never set) and weight_log(user_id), in one statement."""
+    rows = db.session.execute(_GOAL_AND_LOG, {"user_id": user_id}).all()
+    first = rows[0]
+    goal = Goal(first.goal_target_g, first.goal_start_g, first.goal_created_at)
+    return (goal if goal.target_g is not None else None), (rows if first.id is not None else [])
 
 
 def measurements(log: Sequence[sa.Row]) -> list[tuple[datetime, int]]:

@@ -31,6 +31,7 @@ from .forms import EntryForm, GoalForm, ImportForm, local_input_value
 from .queries import (
     ENTRIES_CHANGED,
     entries_oldest_first,
+    goal_and_log,
     goal_history,
     is_repeat_entry,
     measurements,
@@ -67,8 +68,7 @@ def _dashboard_context(
 ) -> dict:
     """What the dashboard page and its live fragment show, computed from the user's whole log."""
     zone = get_zone(user.timezone)
-    goal = user.current_goal()
-    log = weight_log(user.id)
+    goal, log = goal_and_log(user.id)
     summary = summarize(
         measurements(log),
         zone,
