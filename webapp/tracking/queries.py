@@ -76,8 +76,10 @@ def goal_and_log(user_id: int) -> tuple[Goal | None, Sequence[sa.Row]]:
     """The user's current goal (None if never set) and weight_log(user_id), in one statement."""
     rows = db.session.execute(_GOAL_AND_LOG, {"user_id": user_id}).all()
     first = rows[0]
-    goal = Goal(first.goal_target_g, first.goal_start_g, first.goal_created_at)
-    return (goal if goal.target_g is not None else None), (rows if first.id is not None else [])
+    goal = None
+    if first.goal_target_g is not None:
+        goal = Goal(first.goal_target_g, first.goal_start_g, first.goal_created_at)
+    return goal, (rows if first.id is not None else [])
 
 
 def measurements(log: Sequence[sa.Row]) -> list[tuple[datetime, int]]:
