@@ -30,14 +30,23 @@ from .broker import Subscription
 from .outbox import latest_event_id
 
 # Built once: constructing a select costs about as much as running it on SQLite. A Core select
-# of four columns: no ORM objects, identity map or joinedload for a snapshot that every event,
-# connect and burst pays.
+# of a few columns of the tables themselves (not the mapped classes' attributes, which send it
+# through the ORM's compile and result steps): no ORM objects or identity map for a snapshot that
+# every page, event, connect and burst pays.
+_REMINDERS = Reminder.__table__.c
+_USERS = User.__table__.c
+_BANNER_COLUMNS = (
+    _REMINDERS.id,
+    _REMINDERS.shown_at,
+    _USERS.last_weight_at,
+    _USERS.created_at,
+    _USERS.timezone,
+    _USERS.locale,
+)
 _OPEN_BANNER = (
-    sa.select(
-        Reminder.id, Reminder.shown_at, User.last_weight_at, User.created_at, User.timezone, User.locale
-    )
-    .join(User, User.id == Reminder.user_id)
-    .where(Reminder.open_for_user_id == sa.bindparam("user_id"))
+    sa.select(*_BANNER_COLUMNS)
+    .join_from(Reminder.__table__, User.__table__, _USERS.id == _REMINDERS.user_id)
+    .where(_REMINDERS.open_for_user_id == sa.bindparam("user_id"))
     .limit(1)
 )
 
@@ -52,8 +61,8 @@ def _open_banner(user_id: int) -> sa.Row | None:
 # was these two statements, each with its own round trip and its own share of the ORM's work).
 _BANNER = _OPEN_BANNER.subquery("banner")
 _NEWEST_AND_BANNER = sa.select(
-    sa.select(sa.func.max(OutboxEvent.id))
-    .where(OutboxEvent.channel.in_(sa.bindparam("channels", expanding=True)))
+    sa.select(sa.func.max(OutboxEvent.__table__.c.id))
+    .where(OutboxEvent.__table__.c.channel.in_(sa.bindparam("channels", expanding=True)))
     .scalar_subquery(),
     *_BANNER.c,
 ).select_from(sa.select(sa.literal(1).label("one")).subquery("one").outerjoin(_BANNER, sa.true()))
@@ -68,17 +77,9 @@ def _newest_and_banner(user_id: int, channels: tuple[str, ...]) -> tuple[int, tu
 
 # The same columns for many users at once, each row led by the user it is for (AreaReader's batches).
 _OPEN_BANNERS = (
-    sa.select(
-        Reminder.open_for_user_id,
-        Reminder.id,
-        Reminder.shown_at,
-        User.last_weight_at,
-        User.created_at,
-        User.timezone,
-        User.locale,
-    )
-    .join(User, User.id == Reminder.user_id)
-    .where(Reminder.open_for_user_id.in_(sa.bindparam("user_ids", expanding=True)))
+    sa.select(_REMINDERS.open_for_user_id, *_BANNER_COLUMNS)
+    .join_from(Reminder.__table__, User.__table__, _USERS.id == _REMINDERS.user_id)
+    .where(_REMINDERS.open_for_user_id.in_(sa.bindparam("user_ids", expanding=True)))
 )
 
 
