@@ -183,3 +183,46 @@ def test_a_transports_requests_read_without_a_transaction_on_postgresql(tmp_path
         with app.app_context():
             db.session.remove()
             db.engine.dispose()
+
+
+def test_the_dashboard_reads_without_a_transaction_and_commits_its_first_showing_on_postgresql(
+    tmp_path, postgres_url
+):
+    """The dashboard (and its summary) read in autocommit: no BEGIN or ROLLBACK around the user's
+    load, the goal and log, and the banner (issue 16). The one write such a page causes, its
+    banner's first showing, still commits as one transaction, on the shown recorder's connection."""
+    app = build_app(tmp_path, SQLALCHEMY_DATABASE_URI=postgres_url)
+    try:
+        with app.app_context():
+            ada = add_user("ada@example.com").id
+            lifecycle.open_reminder(ada)
+            db.session.commit()
+            db.session.remove()
+        seen: list[tuple[bool, str]] = []
+
+        def note(conn, cursor, statement, parameters, context, executemany):
+            seen.append((conn.connection.dbapi_connection.autocommit, statement.split()[0].upper()))
+
+        client = app.test_client()
+        client.set_cookie("session", session_cookie(app, ada))
+        with app.app_context():
+            sa.event.listen(db.engine, "before_cursor_execute", note)
+        page = client.get("/dashboard")
+        assert page.status_code == 200 and "You have not logged your weight since" in page.text
+        reads = [autocommit for autocommit, verb in seen if verb == "SELECT"]
+        writes = [(autocommit, verb) for autocommit, verb in seen if verb != "SELECT"]
+        assert len(reads) >= 3 and all(reads), seen  # the login, the goal and log, the banner
+        # The showing: an UPDATE of the reminder and the admins' outbox row, in a transaction.
+        assert writes and not any(autocommit for autocommit, _ in writes), seen
+        with app.app_context():
+            shown_at = db.session.scalar(sa.select(Reminder.shown_at).where(Reminder.user_id == ada))
+            db.session.remove()
+        assert shown_at is not None
+        seen.clear()
+        assert client.get("/dashboard/summary", headers={"HX-Request": "true"}).status_code == 200
+        assert seen and all(autocommit and verb == "SELECT" for autocommit, verb in seen), seen
+    finally:
+        with app.app_context():
+            sa.event.remove(db.engine, "before_cursor_execute", note)
+            db.session.remove()
+            db.engine.dispose()

@@ -7,13 +7,15 @@ reads the area and the newest outbox id of its channels.
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
-from flask import Response, current_app, url_for
+from flask import Response, current_app, g, url_for
 from flask import session as cookie_session
 from flask_babel import force_locale, gettext
 from flask_login import current_user
@@ -151,9 +153,14 @@ def render_area(user_id: int, links: AreaLinks | None = None) -> str:
     # With changes of the request's own pending, the next render records it instead.
     if unshown is not None and not pending:
         # Imported here: the reminders package imports this module for its views.
-        from ..reminders.escalation import record_shown
+        from ..reminders.escalation import record_shown, shown_recorder
 
-        record_shown(unshown)
+        if g.get("weighin_reads_only"):
+            # This session autocommits each statement (reads_only): the showing's writes must
+            # be one transaction, so the recorder commits them on its own connection.
+            shown_recorder().record(unshown)
+        else:
+            record_shown(unshown)
     return html
 
 
@@ -206,10 +213,27 @@ def _without_transaction() -> None:
 
 def reads_only() -> None:
     """This request only reads the database in its own session (a transport's: the stream,
-    polling, long polling, the WebSocket), so its statements, the user's load first, run without
-    a transaction: two round trips of a connect's five. Call before anything reads current_user."""
+    polling, long polling, the WebSocket; a page such as the dashboard), so its statements, the
+    user's load first, run without a transaction: no BEGIN before them and no ROLLBACK after,
+    two round trips fewer. Call before anything reads current_user.
+
+    The one write such a request may cause, a banner's first showing, goes through the shown
+    recorder and its own connection and transaction (render_area), never this session."""
     if "_user_id" in cookie_session:
         _without_transaction()
+        g.weighin_reads_only = True
+
+
+def read_only_view(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate a GET view that only reads (outside @login_required, which loads the user):
+    reads_only() before anything else runs."""
+
+    @functools.wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        reads_only()
+        return view(*args, **kwargs)
+
+    return wrapped
 
 
 def read_state(

@@ -17,6 +17,7 @@ from flask_babel import ngettext
 from flask_login import current_user, login_required
 
 from ..csvcells import spreadsheet_safe
+from ..events.area import read_only_view
 from ..events.outbox import announce_to_user
 from ..extensions import db
 from ..models import MAX_ID, GoalChange, User, WeightEntry
@@ -102,6 +103,7 @@ def index():
 
 
 @bp.get("/dashboard")
+@read_only_view
 @login_required
 def dashboard():
     """Where the user stands: stats, chart, recent entries and the quick-add form."""
@@ -111,6 +113,7 @@ def dashboard():
 
 
 @bp.get("/dashboard/summary")
+@read_only_view
 @login_required
 def dashboard_summary():
     """The dashboard's summary alone (chart, stats, recent entries): what a "changed" event refreshes."""
