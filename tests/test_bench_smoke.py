@@ -151,6 +151,20 @@ def test_pages_harness_drives_dashboard_and_quick_add(tmp_path):
         assert set(row["statuses"]) == {200}, row
 
 
+def test_page_cost_harness_counts_a_dashboards_cost_both_ways():
+    import shutil
+
+    from bench import page_cost
+
+    cpu = page_cost.main(["--db", "sqlite", "--measure", "cpu", "--requests", "3"])
+    assert cpu["cpu_ms_per_request"] > 0
+    if shutil.which("valgrind") is None:
+        unavailable("valgrind is not installed (bench.page_cost counts instructions with callgrind)")
+    counted = page_cost.main(["--db", "sqlite", "--requests", "2"])
+    # A dashboard is millions of instructions; a count of zero would mean counting never started.
+    assert counted["instructions_per_request"] > 1_000_000, counted
+
+
 def test_scan_harness_can_skip_the_first_scan(tmp_path):
     from bench import scan
 

@@ -1,0 +1,154 @@
+"""The fixed cost of one page in process: CPU instructions (or CPU time) per GET /dashboard.
+
+    python -m bench.page_cost --db postgresql               # instructions, under valgrind
+    python -m bench.page_cost --db sqlite --measure cpu     # process CPU time, no valgrind
+
+The app runs in this process behind Flask's test client (no HTTP server, no load client), for a
+logged-in user with 30 entries, as bench.pages gives each session. `--measure instructions`
+(the default) runs the loop under valgrind's callgrind with counting switched on only around
+the measured requests: the count is the same from run to run within about 0.3 % whatever else
+the machine is doing, where CPU time on this shared machine moves by a quarter. Compare two
+versions by running this in a checkout of each. `--measure cpu` reports the best of seven
+rounds of `time.process_time()` instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import USER_AGENT, bulk_users, drop_scratch, make_app, scratch_database, session_cookie
+
+
+def _client(kind: str, folder: Path):
+    url = scratch_database(kind, "page_cost", folder)
+    app = make_app(url)
+    bulk_users(app, 20, entries_per_user=30)
+    client = app.test_client()
+    client.set_cookie("session", session_cookie(app, 3))
+    return url, client
+
+
+def _dashboards(client, count: int) -> None:
+    for _ in range(count):
+        response = client.get(
+            "/dashboard", headers={"User-Agent": USER_AGENT}, environ_base={"REMOTE_ADDR": "127.0.0.1"}
+        )
+        if response.status_code != 200:
+            raise SystemExit(f"GET /dashboard answered {response.status_code}")
+
+
+def _serve(kind: str, requests: int) -> None:
+    """The child under valgrind: set up, say READY, run the requests when told, say DONE."""
+    url, client = _client(kind, Path(tempfile.mkdtemp(prefix="bench-page-cost-")))
+    try:
+        _dashboards(client, 50)  # warm: compiled templates, statement caches, the pool
+        os.write(1, b"READY\n")
+        sys.stdin.readline()
+        _dashboards(client, requests)
+        os.write(1, b"DONE\n")
+        sys.stdin.readline()
+    finally:
+        drop_scratch(url)
+
+
+def _callgrind(args) -> dict:
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        raise SystemExit("valgrind is not installed (apt-get install valgrind), or use --measure cpu")
+    out = Path(tempfile.mkdtemp(prefix="bench-callgrind-"))
+    with subprocess.Popen(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            "--instr-atstart=no",
+            f"--callgrind-out-file={out}/cg.%p",
+            sys.executable,
+            "-m",
+            "bench.page_cost",
+            "--db",
+            args.db,
+            "--requests",
+            str(args.requests),
+            "--child",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        cwd=Path(__file__).resolve().parent.parent,
+    ) as child:
+        assert child.stdin is not None and child.stdout is not None
+
+        def control(*flags: str) -> None:
+            subprocess.run(["callgrind_control", *flags, str(child.pid)], capture_output=True, check=True)
+
+        def step(expected: bytes) -> None:
+            line = child.stdout.readline()
+            if line.strip() != expected:
+                child.kill()
+                raise SystemExit(f"the measured process said {line!r}, not {expected!r}")
+
+        step(b"READY")
+        control("-i", "on")
+        child.stdin.write(b"go\n")
+        child.stdin.flush()
+        step(b"DONE")
+        control("-i", "off")
+        control("-d")
+        child.stdin.write(b"go\n")
+        child.stdin.flush()
+        child.wait(timeout=300)
+    total = 0
+    for dump in out.glob("cg.*"):
+        for line in dump.read_text(errors="replace").splitlines():
+            if line.startswith("totals:"):
+                total += int(line.split()[1])
+    shutil.rmtree(out, ignore_errors=True)
+    return {"instructions_per_request": total // args.requests}
+
+
+def _cpu(args) -> dict:
+    url, client = _client(args.db, Path(tempfile.mkdtemp(prefix="bench-page-cost-")))
+    try:
+        _dashboards(client, 50)
+        best = float("inf")
+        for _ in range(7):
+            start = time.process_time()
+            _dashboards(client, args.requests)
+            best = min(best, (time.process_time() - start) / args.requests)
+        return {"cpu_ms_per_request": round(best * 1000, 3)}
+    finally:
+        drop_scratch(url)
+
+
+def main(argv: list[str] | None = None) -> dict | None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--measure", choices=["instructions", "cpu"], default="instructions")
+    parser.add_argument("--requests", type=int, default=50)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.requests < 1:
+        parser.error("--requests must be at least 1")
+    if args.child:
+        _serve(args.db, args.requests)
+        return None
+    result = {
+        "page": "GET /dashboard",
+        "db": args.db,
+        "requests": args.requests,
+        **(_callgrind(args) if args.measure == "instructions" else _cpu(args)),
+        "load": os.getloadavg()[0],
+    }
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
