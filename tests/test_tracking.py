@@ -129,6 +129,44 @@ def test_quick_add_plain_post_stores_grams_and_records_activity(app, ada, client
     assert "Logged 72.5 kg." in client.get("/dashboard").get_data(as_text=True)
 
 
+def test_a_quick_add_writes_the_users_clocks_once_and_reads_nothing_back_after_its_commit(app, ada, client):
+    """Logging a weight updates the user's row once (the weight and activity clocks and the
+    reminder clock together) and, after the commit, reads the user once for the fragment and the
+    log: never the new entry again (issue 16: 11 statements became 9)."""
+    with app.app_context():
+        lifecycle.open_reminder(ada.user().id)
+        db.session.commit()
+        db.session.remove()
+    statements: list[str] = []
+
+    def note(conn, cursor, statement, parameters, context, executemany):
+        statements.append(" ".join(statement.split()))
+
+    with app.app_context():
+        sa.event.listen(db.engine, "before_cursor_execute", note)
+    try:
+        response = client.post(
+            "/entries",
+            headers={"HX-Request": "true"},
+            data={"weight": "72.5", "measured_at": local_input(utcnow() - timedelta(minutes=1))},
+        )
+    finally:
+        with app.app_context():
+            sa.event.remove(db.engine, "before_cursor_execute", note)
+    assert response.status_code == 200 and "Logged 72.5 kg." in response.get_data(as_text=True)
+    user_updates = [s for s in statements if s.startswith("UPDATE users")]
+    assert len(user_updates) == 1, statements
+    assert "reminder_clock" in user_updates[0] and "last_weight_at" in user_updates[0]
+    assert not [s for s in statements if s.startswith("SELECT") and "WHERE weight_entries.id =" in s], (
+        statements
+    )
+    with app.app_context():
+        user = ada.user()
+        assert user.reminder_clock == user.last_active_at == user.last_weight_at
+        assert user.open_reminder() is None  # the weight resolved the open reminder
+        assert [e.mass_g for e in entries_of()] == [72_500]
+
+
 @pytest.mark.parametrize(
     "unit,locale,typed,shown,message",
     [

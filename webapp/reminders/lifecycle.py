@@ -35,8 +35,10 @@ def _end_open_reminder(user: User, status: str, now: datetime) -> Reminder | Non
 
 def _record_activity(user: User, now: datetime, kind: str) -> None:
     user.last_active_at = max(user.last_active_at, now)
-    _end_open_reminder(user, "resolved", now)
+    # Set before the open reminder is looked up, whose autoflush then writes the user's clocks in
+    # one UPDATE instead of two.
     user.reminder_clock = user.last_active_at if user.reminders_enabled else None
+    _end_open_reminder(user, "resolved", now)
     announce_to_user_and_admins(user.id, kind)
 
 

@@ -154,8 +154,10 @@ def add_entry():
     )
     db.session.add(entry)
     record_weight_logged(user, now)  # same transaction: the clock, the reminder and the outbox
+    # Worded before the commit, which expires the entry: reading its weight back afterwards
+    # would cost a SELECT of its own.
+    message = _("Logged %(weight)s.", weight=format_weight_exact(form.grams, user.unit))
     db.session.commit()
-    message = _("Logged %(weight)s.", weight=format_weight_exact(entry.mass_g, user.unit))
     if is_htmx():
         return render_page_or_fragment(
             "tracking/dashboard.html",
