@@ -1,10 +1,12 @@
-"""The fixed cost of one page in process: CPU instructions (or CPU time) per GET /dashboard.
+"""The fixed cost of one page in process: CPU instructions (or CPU time) per request.
 
-    python -m bench.page_cost --db postgresql               # instructions, under valgrind
+    python -m bench.page_cost --db postgresql               # GET /dashboard, instructions
+    python -m bench.page_cost --db postgresql --page quick-add
     python -m bench.page_cost --db sqlite --measure cpu     # process CPU time, no valgrind
 
 The app runs in this process behind Flask's test client (no HTTP server, no load client), for a
-logged-in user with 30 entries, as bench.pages gives each session. `--measure instructions`
+logged-in user with 30 entries, as bench.pages gives each session; `--page quick-add` posts a
+weight as htmx does (each post adds an entry, so the log grows by one a request). `--measure instructions`
 (the default) runs the loop under valgrind's callgrind with counting switched on only around
 the measured requests: the count is the same from run to run within about 0.3 % whatever else
 the machine is doing, where CPU time on this shared machine moves by a quarter. Compare two
@@ -17,14 +19,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.common import USER_AGENT, bulk_users, drop_scratch, make_app, scratch_database, session_cookie
+from bench.pages import CSRF, MEASURED_DEFAULT
 
 
 def _client(kind: str, folder: Path):
@@ -36,23 +41,56 @@ def _client(kind: str, folder: Path):
     return url, client
 
 
-def _dashboards(client, count: int) -> None:
-    for _ in range(count):
-        response = client.get(
-            "/dashboard", headers={"User-Agent": USER_AGENT}, environ_base={"REMOTE_ADDR": "127.0.0.1"}
-        )
-        if response.status_code != 200:
-            raise SystemExit(f"GET /dashboard answered {response.status_code}")
+_ENVIRON = {"REMOTE_ADDR": "127.0.0.1"}
+_HEADERS = {"User-Agent": USER_AGENT}
 
 
-def _serve(kind: str, requests: int) -> None:
+def _requester(client, page: str) -> Callable[[int], None]:
+    """A function that makes `count` requests of the page, each checked for its 200."""
+    if page == "dashboard":
+
+        def dashboards(count: int) -> None:
+            for _ in range(count):
+                response = client.get("/dashboard", headers=_HEADERS, environ_base=_ENVIRON)
+                if response.status_code != 200:
+                    raise SystemExit(f"GET /dashboard answered {response.status_code}")
+
+        return dashboards
+    # The quick-add as htmx sends it (bench.pages does the same over HTTP): the page's CSRF token
+    # and untouched date, a new weight each time (the same one twice a minute is refused).
+    html = client.get("/dashboard", headers=_HEADERS, environ_base=_ENVIRON).data
+    token = CSRF.search(html)
+    default = MEASURED_DEFAULT.search(html)
+    if token is None or default is None:
+        raise SystemExit("the dashboard has no quick-add form to post")
+    csrf = (token.group(1) or token.group(2)).decode()
+    measured = re.search(rb'value="([^"]*)"', default.group(0))
+    when = measured.group(1).decode() if measured else ""
+    headers = {**_HEADERS, "HX-Request": "true", "X-CSRFToken": csrf}
+    posted = 0
+
+    def quick_adds(count: int) -> None:
+        nonlocal posted
+        for _ in range(count):
+            weight = f"{60 + (posted % 3000) / 100:.2f}"
+            form = {"weight": weight, "note": "", "measured_at": when, "measured_at_default": when}
+            posted += 1
+            response = client.post("/entries", data=form, headers=headers, environ_base=_ENVIRON)
+            if response.status_code != 200:
+                raise SystemExit(f"POST /entries answered {response.status_code}")
+
+    return quick_adds
+
+
+def _serve(kind: str, page: str, requests: int) -> None:
     """The child under valgrind: set up, say READY, run the requests when told, say DONE."""
     url, client = _client(kind, Path(tempfile.mkdtemp(prefix="bench-page-cost-")))
     try:
-        _dashboards(client, 50)  # warm: compiled templates, statement caches, the pool
+        run = _requester(client, page)
+        run(50)  # warm: compiled templates, statement caches, the pool
         os.write(1, b"READY\n")
         sys.stdin.readline()
-        _dashboards(client, requests)
+        run(requests)
         os.write(1, b"DONE\n")
         sys.stdin.readline()
     finally:
@@ -74,6 +112,8 @@ def _callgrind(args) -> dict:
             "bench.page_cost",
             "--db",
             args.db,
+            "--page",
+            args.page,
             "--requests",
             str(args.requests),
             "--child",
@@ -116,11 +156,12 @@ def _callgrind(args) -> dict:
 def _cpu(args) -> dict:
     url, client = _client(args.db, Path(tempfile.mkdtemp(prefix="bench-page-cost-")))
     try:
-        _dashboards(client, 50)
+        run = _requester(client, args.page)
+        run(50)
         best = float("inf")
         for _ in range(7):
             start = time.process_time()
-            _dashboards(client, args.requests)
+            run(args.requests)
             best = min(best, (time.process_time() - start) / args.requests)
         return {"cpu_ms_per_request": round(best * 1000, 3)}
     finally:
@@ -130,6 +171,7 @@ def _cpu(args) -> dict:
 def main(argv: list[str] | None = None) -> dict | None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--page", choices=["dashboard", "quick-add"], default="dashboard")
     parser.add_argument("--measure", choices=["instructions", "cpu"], default="instructions")
     parser.add_argument("--requests", type=int, default=50)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -137,10 +179,10 @@ def main(argv: list[str] | None = None) -> dict | None:
     if args.requests < 1:
         parser.error("--requests must be at least 1")
     if args.child:
-        _serve(args.db, args.requests)
+        _serve(args.db, args.page, args.requests)
         return None
     result = {
-        "page": "GET /dashboard",
+        "page": "GET /dashboard" if args.page == "dashboard" else "POST /entries (quick-add, htmx)",
         "db": args.db,
         "requests": args.requests,
         **(_callgrind(args) if args.measure == "instructions" else _cpu(args)),

@@ -158,6 +158,8 @@ def test_page_cost_harness_counts_a_dashboards_cost_both_ways():
 
     cpu = page_cost.main(["--db", "sqlite", "--measure", "cpu", "--requests", "3"])
     assert cpu["cpu_ms_per_request"] > 0
+    posts = page_cost.main(["--db", "sqlite", "--measure", "cpu", "--page", "quick-add", "--requests", "2"])
+    assert posts["page"].startswith("POST /entries") and posts["cpu_ms_per_request"] > 0
     if shutil.which("valgrind") is None:
         unavailable("valgrind is not installed (bench.page_cost counts instructions with callgrind)")
     counted = page_cost.main(["--db", "sqlite", "--requests", "2"])
