@@ -41,21 +41,24 @@ class Goal(NamedTuple):
     created_at: datetime
 
 
+_GOAL_COLUMNS = GoalChange.__table__.c
+
+
 def _goal_column(column) -> sa.ScalarSelect:
-    goals = GoalChange.__table__
+    # One column of the newest goal, ordered as User.current_goal() orders them.
     return (
         sa.select(column)
-        .where(goals.c.user_id == sa.bindparam("user_id"))
-        .order_by(goals.c.created_at.desc(), goals.c.id.desc())
+        .where(_GOAL_COLUMNS.user_id == sa.bindparam("user_id"))
+        .order_by(_GOAL_COLUMNS.created_at.desc(), _GOAL_COLUMNS.id.desc())
         .limit(1)
         .scalar_subquery()
     )
 
 
-# The current goal and the whole log in one statement (the dashboard's two reads, one round trip):
-# one row per entry (weight_log's columns first) with the goal's beside it, or a single row of NULL entry columns
-# when the log is empty. Each goal column is its own subquery, run once per statement.
-_GOAL_COLUMNS = GoalChange.__table__.c
+# The current goal and the whole log in one statement (the dashboard's two reads, one round
+# trip): one row per entry (weight_log's columns first) with the goal's beside it, or a single
+# row of NULL entry columns when the log is empty. Each goal column is its own subquery, run once
+# per statement.
 _GOAL_AND_LOG = (
     sa.select(
         *_WEIGHT_LOG.selected_columns,
