@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.common import USER_AGENT, bulk_users, drop_scratch, make_app, scratch_database, session_cookie
-from bench.pages import CSRF, MEASURED_DEFAULT
+from bench.pages import quick_add_fields, quick_add_form
 
 
 def _client(kind: str, folder: Path):
@@ -56,24 +55,19 @@ def _requester(client, page: str) -> Callable[[int], None]:
                     raise SystemExit(f"GET /dashboard answered {response.status_code}")
 
         return dashboards
-    # The quick-add as htmx sends it (bench.pages does the same over HTTP): the page's CSRF token
-    # and untouched date, a new weight each time (the same one twice a minute is refused).
+    # The quick-add as htmx sends it, with bench.pages' fields (it does the same over HTTP): the
+    # page's CSRF token in a header and its untouched date, a new weight each time.
     html = client.get("/dashboard", headers=_HEADERS, environ_base=_ENVIRON).data
-    token = CSRF.search(html)
-    default = MEASURED_DEFAULT.search(html)
-    if token is None or default is None:
+    csrf, when = quick_add_form(html)
+    if csrf is None or when is None:
         raise SystemExit("the dashboard has no quick-add form to post")
-    csrf = (token.group(1) or token.group(2)).decode()
-    measured = re.search(rb'value="([^"]*)"', default.group(0))
-    when = measured.group(1).decode() if measured else ""
     headers = {**_HEADERS, "HX-Request": "true", "X-CSRFToken": csrf}
     posted = 0
 
     def quick_adds(count: int) -> None:
         nonlocal posted
         for _ in range(count):
-            weight = f"{60 + (posted % 3000) / 100:.2f}"
-            form = {"weight": weight, "note": "", "measured_at": when, "measured_at_default": when}
+            form = quick_add_fields(posted, when)
             posted += 1
             response = client.post("/entries", data=form, headers=headers, environ_base=_ENVIRON)
             if response.status_code != 200:

@@ -42,6 +42,30 @@ MEASURED_DEFAULT = re.compile(rb'<input[^>]*name="measured_at_default"[^>]*>')
 SET_SESSION = re.compile(rb"Set-Cookie: session=([^;]+)", re.IGNORECASE)
 
 
+def quick_add_form(html: bytes) -> tuple[str | None, str | None]:
+    """The CSRF token and the untouched date field's value from a dashboard, or None for each missing."""
+    token = CSRF.search(html)
+    field = MEASURED_DEFAULT.search(html)
+    value = re.search(rb'value="([^"]*)"', field.group(0)) if field else None
+    return (
+        (token.group(1) or token.group(2)).decode() if token else None,
+        value.group(1).decode() if value else None,
+    )
+
+
+def quick_add_fields(posted: int, measured_default: str) -> dict[str, str]:
+    """The quick-add form's fields (no CSRF token) for a session's `posted`-th weight."""
+    return {
+        # A new weight each time: the app refuses the same weight again within a minute (a
+        # second tap), and 3,000 distinct values outlast any session's minute of posting.
+        "weight": f"{60 + (posted % 3000) / 100:.2f}",
+        "note": "",
+        # untouched date field, as a person leaves it: "now"
+        "measured_at": measured_default,
+        "measured_at_default": measured_default,
+    }
+
+
 class Session:
     def __init__(self, host, port, cookie):
         self.host, self.port, self.cookie = host, port, cookie
@@ -78,27 +102,16 @@ class Session:
 
     async def dashboard(self) -> tuple[int, float]:
         status, data, elapsed = await self.request("GET", "/dashboard")
-        match = CSRF.search(data)
-        if match:
-            self.csrf = (match.group(1) or match.group(2)).decode()
-        field = MEASURED_DEFAULT.search(data)
-        value = re.search(rb'value="([^"]*)"', field.group(0)) if field else None
-        if value:
-            self.measured_default = value.group(1).decode()
+        csrf, measured_default = quick_add_form(data)
+        if csrf is not None:
+            self.csrf = csrf
+        if measured_default is not None:
+            self.measured_default = measured_default
         return status, elapsed
 
     async def quick_add(self) -> tuple[int, float]:
         body = urlencode(
-            {
-                "csrf_token": self.csrf,
-                # A new weight each time: the app refuses the same weight again within a minute (a
-                # second tap), and 3,000 distinct values outlast any session's minute of posting.
-                "weight": f"{60 + (self.posted % 3000) / 100:.2f}",
-                "note": "",
-                # untouched date field, as a person leaves it: "now"
-                "measured_at": self.measured_default,
-                "measured_at_default": self.measured_default,
-            }
+            {"csrf_token": self.csrf, **quick_add_fields(self.posted, self.measured_default)}
         ).encode()
         self.posted += 1
         status, _, elapsed = await self.request(
