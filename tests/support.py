@@ -9,11 +9,15 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.pool import NullPool
@@ -375,6 +379,42 @@ class PostgresServer:
     def stop(self) -> None:
         if (self.data / "postmaster.pid").exists():
             self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop", check=False)
+
+
+# -- the statements a block runs -----------------------------------------------------------------
+
+
+class Executed(NamedTuple):
+    """One statement the engine ran: its text on one line, and whether its connection was in
+    autocommit (PostgreSQL's psycopg; None where the driver does not say, as SQLite's)."""
+
+    autocommit: bool | None
+    sql: str
+
+    @property
+    def verb(self) -> str:
+        return self.sql.split(" ", 1)[0].upper()
+
+
+@contextmanager
+def executed_statements(app: Flask) -> Iterator[list[Executed]]:
+    """Every statement the app's engine runs inside the block, in order (the listener is removed
+    on the way out, whatever happens)."""
+    seen: list[Executed] = []
+
+    def note(conn, cursor, statement, parameters, context, executemany):
+        autocommit = getattr(conn.connection.dbapi_connection, "autocommit", None)
+        seen.append(
+            Executed(autocommit if isinstance(autocommit, bool) else None, " ".join(statement.split()))
+        )
+
+    with app.app_context():
+        engine = db.engine
+    sa.event.listen(engine, "before_cursor_execute", note)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", note)
 
 
 # -- logging in without the login page ---------------------------------------------------------

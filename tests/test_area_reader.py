@@ -15,7 +15,7 @@ from webapp.models import Reminder, stream_channels, user_channel
 from webapp.reminders import lifecycle
 from webapp.testing import session_cookie
 
-from .support import add_user, build_app
+from .support import add_user, build_app, executed_statements
 
 
 def _banner_reads(app) -> list[str]:
@@ -198,31 +198,25 @@ def test_the_dashboard_reads_without_a_transaction_and_commits_its_first_showing
             lifecycle.open_reminder(ada)
             db.session.commit()
             db.session.remove()
-        seen: list[tuple[bool, str]] = []
-
-        def note(conn, cursor, statement, parameters, context, executemany):
-            seen.append((conn.connection.dbapi_connection.autocommit, statement.split()[0].upper()))
-
         client = app.test_client()
         client.set_cookie("session", session_cookie(app, ada))
-        with app.app_context():
-            sa.event.listen(db.engine, "before_cursor_execute", note)
-        page = client.get("/dashboard")
+        with executed_statements(app) as seen:
+            page = client.get("/dashboard")
         assert page.status_code == 200 and "You have not logged your weight since" in page.text
-        reads = [autocommit for autocommit, verb in seen if verb == "SELECT"]
-        writes = [(autocommit, verb) for autocommit, verb in seen if verb != "SELECT"]
+        reads = [run.autocommit for run in seen if run.verb == "SELECT"]
+        writes = [run for run in seen if run.verb != "SELECT"]
         assert len(reads) >= 3 and all(reads), seen  # the login, the goal and log, the banner
         # The showing: an UPDATE of the reminder and the admins' outbox row, in a transaction.
-        assert writes and not any(autocommit for autocommit, _ in writes), seen
+        assert writes and not any(run.autocommit for run in writes), seen
         with app.app_context():
             shown_at = db.session.scalar(sa.select(Reminder.shown_at).where(Reminder.user_id == ada))
             db.session.remove()
         assert shown_at is not None
-        seen.clear()
-        assert client.get("/dashboard/summary", headers={"HX-Request": "true"}).status_code == 200
-        assert seen and all(autocommit and verb == "SELECT" for autocommit, verb in seen), seen
+        with executed_statements(app) as seen:
+            summary = client.get("/dashboard/summary", headers={"HX-Request": "true"})
+        assert summary.status_code == 200
+        assert seen and all(run.autocommit and run.verb == "SELECT" for run in seen), seen
     finally:
         with app.app_context():
-            sa.event.remove(db.engine, "before_cursor_execute", note)
             db.session.remove()
             db.engine.dispose()

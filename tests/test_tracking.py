@@ -9,12 +9,13 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-import sqlalchemy as sa
 
 from webapp.extensions import db
 from webapp.models import GoalChange, OutboxEvent, Reminder, User, WeightEntry
 from webapp.reminders import lifecycle
 from webapp.timeutil import utcnow
+
+from .support import executed_statements
 
 OTHER = "bob@example.com"
 
@@ -137,22 +138,13 @@ def test_a_quick_add_writes_the_users_clocks_once_and_reads_nothing_back_after_i
         lifecycle.open_reminder(ada.user().id)
         db.session.commit()
         db.session.remove()
-    statements: list[str] = []
-
-    def note(conn, cursor, statement, parameters, context, executemany):
-        statements.append(" ".join(statement.split()))
-
-    with app.app_context():
-        sa.event.listen(db.engine, "before_cursor_execute", note)
-    try:
+    with executed_statements(app) as seen:
         response = client.post(
             "/entries",
             headers={"HX-Request": "true"},
             data={"weight": "72.5", "measured_at": local_input(utcnow() - timedelta(minutes=1))},
         )
-    finally:
-        with app.app_context():
-            sa.event.remove(db.engine, "before_cursor_execute", note)
+    statements = [run.sql for run in seen]
     assert response.status_code == 200 and "Logged 72.5 kg." in response.get_data(as_text=True)
     user_updates = [s for s in statements if s.startswith("UPDATE users")]
     assert len(user_updates) == 1, statements
@@ -507,8 +499,9 @@ def test_the_dashboards_one_read_is_the_goal_and_the_log_of_that_user_only(tmp_p
     """goal_and_log() reads the current goal and the whole log in one statement: the same as
     current_goal() and weight_log() with no goal, no entries, both, and a changed goal, and never
     another user's rows."""
-    from tests.support import add_user, build_app
     from webapp.tracking.queries import goal_and_log, weight_log
+
+    from .support import add_user, build_app
 
     overrides = {}
     if database == "postgresql":
@@ -523,16 +516,9 @@ def test_the_dashboards_one_read_is_the_goal_and_the_log_of_that_user_only(tmp_p
         db.session.add(WeightEntry(user_id=bob.id, measured_at=base, mass_g=65_000, note="bob"))
         db.session.commit()
 
-        statements: list[str] = []
-
-        def note(conn, cursor, statement, parameters, context, executemany):
-            statements.append(statement)
-
         def check(expected_goal, expected_entries):
-            statements.clear()
-            sa.event.listen(db.engine, "before_cursor_execute", note)
-            goal, log = goal_and_log(ada_id)
-            sa.event.remove(db.engine, "before_cursor_execute", note)
+            with executed_statements(app) as statements:
+                goal, log = goal_and_log(ada_id)
             assert len(statements) == 1, statements
             current = ada.current_goal()
             assert (goal is None) == (current is None) == (expected_goal is None)
