@@ -154,6 +154,19 @@ def tree_cpu(pid: int) -> float:
     return total
 
 
+def tree_cpu_split(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of pid and its descendants, apart."""
+    user = system = 0.0
+    for p in process_tree(pid):
+        try:
+            fields = _stat_fields(p)
+        except OSError:
+            continue
+        user += int(fields[11]) / CLK_TCK
+        system += int(fields[12]) / CLK_TCK
+    return user, system
+
+
 def tree_rss(pid: int) -> int:
     total = 0
     for p in process_tree(pid):

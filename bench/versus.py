@@ -49,6 +49,7 @@ from bench.common import (
     session_cookie,
     stop_process_group,
     tree_cpu,
+    tree_cpu_split,
     tree_rss,
     wait_for_port,
     write_result,
@@ -199,9 +200,26 @@ def measure(name, server, redis, pool_kwargs, users, args, fire) -> dict:
             # Those the streams added (flask-sse's warm-up streams keep theirs until a message comes).
             "redis_connections": redis.clients() - redis0,
         }
-        cpu0 = server.cpu()
+        before_idle = pool.report()
+        user0, system0 = tree_cpu_split(server.proc.pid)
+        idle_profiler = None
+        if args.idle_profile and name == "Weigh-in":
+            idle_profiler = profile_worker(server, args.idle_profile, args.idle)
         time.sleep(args.idle)
-        result["idle_cpu_s_per_min"] = round((server.cpu() - cpu0) * 60 / args.idle, 2)
+        user1, system1 = tree_cpu_split(server.proc.pid)
+        per_minute = 60 / args.idle
+        result["idle_cpu_s_per_min"] = round((user1 - user0 + system1 - system0) * per_minute, 2)
+        # The kernel's share (the heartbeats' sends on loopback) apart from the Python side's.
+        result["idle_cpu_user_s_per_min"] = round((user1 - user0) * per_minute, 2)
+        result["idle_cpu_system_s_per_min"] = round((system1 - system0) * per_minute, 2)
+        # Streams the server ended at their lifetime (SSE_MAX_LIFETIME) and the clients' reconnects:
+        # part of what an idle stream costs once the window is as long as a lifetime.
+        after_idle = pool.report()
+        result["idle_reconnects"] = after_idle["connected"] - before_idle["connected"]
+        result["idle_ended_by_server"] = after_idle["ended"] - before_idle["ended"]
+        result["idle_failures"] = after_idle["failures"] - before_idle["failures"]
+        if idle_profiler:
+            idle_profiler.wait(timeout=60)
         pool.report()  # drop what arrived so far
         chosen = random.sample([uid for uid, _ in users], min(len(users), int(args.rate * args.seconds)))
         cpu0, redis_cpu0, t = server.cpu(), redis.cpu(), time.monotonic()
@@ -287,6 +305,10 @@ def run_weighin(args, redis: PrivateRedis, folder: Path) -> dict:
         # Room for every stream in each worker, as a deployment sized for N streams sets it
         # (docs/DEPLOY.md; the default is 5,000 a process).
         env = {"REDIS_PREFIX": prefix, "SSE_MAX_STREAMS_PER_PROCESS": str(max(5000, args.clients))}
+        if args.heartbeat:
+            env["SSE_HEARTBEAT"] = str(args.heartbeat)
+        if args.lifetime:
+            env["SSE_MAX_LIFETIME"] = str(args.lifetime)
         with Server("gunicorn", database, broker_url=redis.url, workers=args.workers, env=env) as server:
 
             def fire(chosen):
@@ -422,6 +444,21 @@ def main(argv=None) -> dict:
         "--profile",
         type=Path,
         help="py-spy one Weigh-in worker during the steady phase (collapsed stacks here)",
+    )
+    parser.add_argument(
+        "--idle-profile",
+        type=Path,
+        help="py-spy one Weigh-in worker during the idle phase (collapsed stacks here)",
+    )
+    parser.add_argument(
+        "--heartbeat",
+        type=int,
+        help="Weigh-in's SSE_HEARTBEAT (default: the app's 15 s); shorter ones make an idle profile denser",
+    )
+    parser.add_argument(
+        "--lifetime",
+        type=int,
+        help="Weigh-in's SSE_MAX_LIFETIME (default: the app's); an --idle as long as it counts the reconnects",
     )
     args = parser.parse_args(argv)
     raise_nofile()
