@@ -340,6 +340,21 @@ def test_a_slow_client_is_dropped_when_its_queue_overflows(stream_app):
         stream.close()
 
 
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_a_stream_closed_before_its_first_chunk_leaves_no_subscription(stream_app, method):
+    # The body goes to the server as it is (no werkzeug wrapper to run call_on_close): its own
+    # close() must still let the subscription go when the generator never started.
+    user_id = _user(stream_app)
+    client = stream_app.test_client()
+    log_in_client(client, stream_app, user_id)
+    response = client.open("/events", method=method, buffered=False)
+    broker = current_broker(stream_app)
+    assert response.status_code == 200
+    assert broker.local_stream_count() == 1
+    response.close()
+    assert broker.local_stream_count() == 0
+
+
 def test_the_stream_ends_after_its_lifetime(stream_app):
     stream_app.config.update(SSE_MAX_LIFETIME=1)
     user_id = _user(stream_app)

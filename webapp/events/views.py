@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable, Generator
 
 from flask import Blueprint, Response, current_app, render_template, request
 from flask_babel import get_locale
@@ -56,6 +57,9 @@ RETRY_MS = 2000
 # ending another tab's stream, which would end another's... Each tab is live most of the time.
 REPLACED_EVENT = "weighin:replaced"
 REPLACED_RETRY_MS = (20000, 40000)
+# The stream body is bytes (passed through to the server as it is): these two are always the same.
+_FIRST_CHUNK = (sse.retry(RETRY_MS) + sse.comment("connected")).encode()
+_HEARTBEAT = sse.comment().encode()
 
 
 def _closing_events(reason: str | None) -> str:
@@ -134,7 +138,7 @@ def stream():
     # The login this stream belongs to, checked again whenever the user's login channel has news
     # (events/logins.py); the notice it ends with is rendered now, while there is a request.
     login_id = current_user.get_id()
-    signed_out = _signed_out_events()
+    signed_out = _signed_out_events().encode()
     # The proxy is typed as the Flask app it stands for, which hides its own accessor.
     app = current_app._get_current_object()  # type: ignore[attr-defined]
 
@@ -144,14 +148,14 @@ def stream():
 
     def generate(newest: int, html: str | None):
         try:
-            yield sse.retry(RETRY_MS) + sse.comment("connected")
+            yield _FIRST_CHUNK
             sent = last_seen
             # A client already at the newest id keeps its area: re-sending it would make screen
             # readers announce the banner again after every reconnect.
             if sent != newest:
                 # A reconnect (a tab shown again after hx-sse paused it while hidden) may have
                 # missed changes; a first connect comes with a page that was just rendered.
-                yield _snapshot_events(html, newest, admins=is_admin, changed=sent is not None)
+                yield _snapshot_events(html, newest, admins=is_admin, changed=sent is not None).encode()
                 sent = newest
             html = None  # an idle stream keeps no rendered area
             written = time.monotonic()
@@ -162,7 +166,7 @@ def stream():
                     return  # bounded lifetime: the client reconnects, maybe to another worker
                 if now >= written + heartbeat:
                     # SSE_HEARTBEAT seconds without a write: a comment keeps proxies from closing.
-                    yield sse.comment()
+                    yield _HEARTBEAT
                     written = time.monotonic()
                     continue
                 # Whatever is queued comes at once: one snapshot covers it all. The process's
@@ -171,7 +175,7 @@ def stream():
                 if not batch:
                     continue
                 if subscription.closing:
-                    yield _closing_events(subscription.close_reason)
+                    yield _closing_events(subscription.close_reason).encode()
                     return
                 if subscription.overflowed:
                     log.info("dropping a slow /events client of user %s", user_id)
@@ -202,13 +206,15 @@ def stream():
                     return
                 if verdict == ADMIN_REMOVED:
                     # Come back at once: the reconnect follows the user's own channel only.
-                    yield sse.retry(random.randint(250, 1500))
+                    yield sse.retry(random.randint(250, 1500)).encode()
                     return
                 if newest <= sent or (html is None and ADMINS_CHANNEL not in news):
                     # A late or repeated wake-up, or a login check that let the stream be:
                     # nothing the client has not seen.
                     continue
-                yield _snapshot_events(html, newest, admins=ADMINS_CHANNEL in news, changed=html is not None)
+                yield _snapshot_events(
+                    html, newest, admins=ADMINS_CHANNEL in news, changed=html is not None
+                ).encode()
                 sent, written = newest, time.monotonic()
         except Exception:
             # Headers are gone, so no error page: end the stream and let the client resume.
@@ -216,7 +222,29 @@ def stream():
         finally:
             broker.unsubscribe(subscription)
 
-    response = Response(generate(newest, html), mimetype="text/event-stream", headers=STREAM_HEADERS)
-    # A client that leaves before the first chunk never runs the generator's finally.
-    response.call_on_close(lambda: broker.unsubscribe(subscription))
-    return response
+    # A client that leaves before the first chunk never runs the generator's finally: close()
+    # unsubscribes too. Passed through as it is (bytes already), with no werkzeug iterators between
+    # the server's write loop and the generator: two frames fewer on every stream's saved stack
+    # and on each heartbeat's way (issue 16).
+    body = EventStream(generate(newest, html), lambda: broker.unsubscribe(subscription))
+    return Response(body, mimetype="text/event-stream", headers=STREAM_HEADERS, direct_passthrough=True)
+
+
+class EventStream:
+    """A stream's body as the server iterates it: the generator itself, and a close() that also
+    runs on_close (a body closed before its first chunk never runs the generator's finally)."""
+
+    __slots__ = ("_chunks", "_on_close")
+
+    def __init__(self, chunks: Generator[bytes, None, None], on_close: Callable[[], None]):
+        self._chunks = chunks
+        self._on_close = on_close
+
+    def __iter__(self) -> Generator[bytes, None, None]:
+        return self._chunks
+
+    def close(self) -> None:
+        try:
+            self._chunks.close()
+        finally:
+            self._on_close()
