@@ -252,6 +252,21 @@ def test_a_kept_alive_connection_still_serves_requests_within_the_timeout(make_s
             time.sleep(0.5)
 
 
+def test_pipelined_requests_with_heads_longer_than_the_read_buffer_are_each_answered(make_server):
+    # The embedded server reads through a small buffer (connections.READ_BUFFER_BYTES): a head
+    # spans several fills of it, and the next request's bytes wait in it behind the first.
+    server = make_server()
+    padding = "x" * 6000
+    requests = [request_bytes("GET", f"/healthz?n={n}", extra=f"X-Padding: {padding}\r\n") for n in range(3)]
+    with raw_connection(server.port) as sock:
+        reader = sock.makefile("rb")
+        sock.sendall(b"".join(requests))
+        for _ in requests:
+            status, headers = read_head(reader)
+            assert status.startswith("HTTP/1.1 200"), status
+            assert b'"ok"' in reader.read(int(headers["content-length"]))
+
+
 @pytest.mark.parametrize("path", ["/events", "/admin/export.csv"])
 def test_head_on_a_streaming_route_gets_headers_only_and_keeps_the_connection_in_step(make_server, path):
     server = make_server(SSE_HEARTBEAT=1)

@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 SEND_BUFFER_BYTES = 32 * 1024
 # Where EmbeddedHandler puts the client socket in the environ (gunicorn uses "gunicorn.socket").
 SOCKET_KEY = "weighin.socket"
+# The embedded server's read buffer per connection (EmbeddedHandler).
+READ_BUFFER_BYTES = 1024
 # After a stream's lifetime a stalled write still gets this long (its last chunk, the terminator).
 STREAM_END_GRACE = 1.0
 
@@ -254,7 +256,17 @@ class EmbeddedHandler(WSGIHandler):
     """gevent's handler, with a deadline on each request's head and HEAD answered by headers alone."""
 
     server: EmbeddedServer
+    rfile: Any
     _head_deadline: gevent.Timeout | None = None
+
+    def __init__(self, sock, address, server):
+        super().__init__(sock, address, server)
+        # gevent's reader buffers 8 KiB a connection for as long as it is open, an idle stream's
+        # too (a quarter of its memory); a smaller buffer reads a head in a recv or two, and
+        # bigger reads (a body's 8 KiB pieces) bypass it (issue 16).
+        default_reader = self.rfile
+        self.rfile = sock.makefile("rb", READ_BUFFER_BYTES)
+        default_reader.close()  # the reader only: the socket stays open while a reader uses it
 
     def _end_head_deadline(self) -> None:
         if self._head_deadline is not None:
