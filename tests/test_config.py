@@ -23,6 +23,8 @@ def test_embedded_defaults(tmp_path):
     assert cfg["BROKER_URL"] == "memory://"
     assert cfg["RATELIMIT_STORAGE_URI"] == "memory://"
     assert (cfg["REMINDER_AFTER_DAYS"], cfg["REMINDER_SCAN_INTERVAL"], cfg["SSE_HEARTBEAT"]) == (7, 60, 15)
+    # A stream lives about an hour (48-60 minutes): its end is a reconnect (issue 16).
+    assert cfg["SSE_MAX_LIFETIME"] == 3600
     assert cfg["EMBEDDED"] is True
     assert cfg["SESSION_COOKIE_HTTPONLY"] and cfg["REMEMBER_COOKIE_HTTPONLY"]
     assert cfg["SESSION_COOKIE_SAMESITE"] == cfg["REMEMBER_COOKIE_SAMESITE"] == "Lax"

@@ -229,7 +229,7 @@ class RedisBroker(Broker):
         if not self._redis_usable():
             super().admit(sub, per_user)
             return
-        lifetime = int(self.app.config.get("SSE_MAX_LIFETIME", 600)) if self.app is not None else 600
+        lifetime = int(self.app.config.get("SSE_MAX_LIFETIME", 3600)) if self.app is not None else 3600
         try:
             client = self.client()
             if self._admit_script is None:
