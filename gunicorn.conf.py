@@ -79,8 +79,10 @@ def post_worker_init(worker) -> None:
     """Start this worker's background work: the reminder scanner and the shutdown watcher."""
     import gevent
 
-    from webapp.serve import start_background_work
+    from webapp.serve import freeze_startup_heap, start_background_work
 
+    # The app is loaded: its heap no longer pauses each full garbage collection (webapp/serve.py).
+    freeze_startup_heap()
     # Every worker runs the scanner loop; the scan lock lets one scan at a time do the work.
     # REMINDER_SCAN_INTERVAL=0 turns it off for a cron-driven scan (docs/DEPLOY.md).
     start_background_work(worker.wsgi)

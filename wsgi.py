@@ -33,7 +33,7 @@ def _listen_address() -> tuple[str, int]:
 def main() -> None:
     """Serve with gevent's WSGI server, one process, as the embedded default."""
     from webapp.connections import EmbeddedServer
-    from webapp.serve import start_background_work
+    from webapp.serve import freeze_startup_heap, start_background_work
 
     host, port = _listen_address()
     server = EmbeddedServer((host, port), app, log=None, request_timeout=app.config["REQUEST_TIMEOUT"])
@@ -42,6 +42,7 @@ def main() -> None:
     except OSError as error:
         print(f"Weigh-in cannot listen on {host}:{port}: {error.strerror}", file=sys.stderr)
         sys.exit(2)
+    freeze_startup_heap()
     start_background_work(app)
     print(f"Weigh-in is running on http://{host}:{port}/  (Ctrl+C to stop)", flush=True)
     print(f"Mail goes to {app.config['MAIL_DESTINATION']} (set MAIL_URL to send it by SMTP)", flush=True)
