@@ -190,6 +190,20 @@ def server_env(tmp_path: Path, **overrides) -> dict:
     return env
 
 
+def run_in_app_process(code: str, tmp_path: Path) -> str:
+    """Run Python code in a fresh process with a server's environment (server_env); its stdout."""
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=server_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
 # -- scale-out: gunicorn, a private Redis, scratch PostgreSQL databases ----------------------
 
 PG_ADMIN_URL = os.environ.get("WEIGHIN_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

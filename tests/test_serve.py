@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
-from .support import ROOT, server_env
+from .support import run_in_app_process
 
 _FREEZE = """
 import gc
@@ -21,16 +18,7 @@ print(walked_before, gc.get_freeze_count(), len(gc.get_objects()))
 def test_serving_takes_the_startup_heap_out_of_every_full_collection(tmp_path):
     # A full collection walks what gc.get_objects() lists: after the freeze, the loaded app's
     # modules and objects are no longer among them, so no collection pauses the process for them.
-    result = subprocess.run(
-        [sys.executable, "-c", _FREEZE],
-        cwd=ROOT,
-        env=server_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    walked_before, frozen, walked_after = map(int, result.stdout.split())
+    walked_before, frozen, walked_after = map(int, run_in_app_process(_FREEZE, tmp_path).split())
     assert walked_before > 50_000  # the app really was loaded
     assert frozen >= 0.9 * walked_before
     assert walked_after < 0.05 * walked_before
