@@ -116,10 +116,15 @@ def _stat_fields(pid: int) -> list[str]:
     return raw[raw.rindex(")") + 2 :].split()  # after "pid (comm) "
 
 
+def cpu_split(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds the process has used, apart."""
+    fields = _stat_fields(pid)
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+
+
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU seconds the process has used."""
-    fields = _stat_fields(pid)
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return sum(cpu_split(pid))
 
 
 def rss_bytes(pid: int) -> int:
@@ -144,27 +149,20 @@ def process_tree(pid: int) -> list[int]:
     return found
 
 
-def tree_cpu(pid: int) -> float:
-    total = 0.0
-    for p in process_tree(pid):
-        try:
-            total += cpu_seconds(p)
-        except OSError:
-            pass
-    return total
-
-
 def tree_cpu_split(pid: int) -> tuple[float, float]:
     """User and system CPU seconds of pid and its descendants, apart."""
     user = system = 0.0
     for p in process_tree(pid):
         try:
-            fields = _stat_fields(p)
+            u, s = cpu_split(p)
         except OSError:
             continue
-        user += int(fields[11]) / CLK_TCK
-        system += int(fields[12]) / CLK_TCK
+        user, system = user + u, system + s
     return user, system
+
+
+def tree_cpu(pid: int) -> float:
+    return sum(tree_cpu_split(pid))
 
 
 def tree_rss(pid: int) -> int:

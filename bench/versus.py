@@ -453,12 +453,13 @@ def main(argv=None) -> dict:
     parser.add_argument(
         "--heartbeat",
         type=int,
-        help="Weigh-in's SSE_HEARTBEAT (default: the app's 15 s); shorter ones make an idle profile denser",
+        help="Weigh-in's SSE_HEARTBEAT (default: 15 s, as the app's); shorter ones make an idle profile denser",
     )
     parser.add_argument(
         "--lifetime",
         type=int,
-        help="Weigh-in's SSE_MAX_LIFETIME (default: the app's); an --idle as long as it counts the reconnects",
+        help="Weigh-in's SSE_MAX_LIFETIME (default: the harness's 86,400 s, so no stream ends in the run); "
+        "an --idle as long as it counts the reconnects",
     )
     args = parser.parse_args(argv)
     raise_nofile()
