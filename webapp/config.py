@@ -13,6 +13,10 @@ from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+# Seconds a stream lives by default. An hour: a stream's end is a reconnect that costs ~4 ms of
+# CPU (docs/DECISIONS.md, "A stream lives an hour").
+SSE_MAX_LIFETIME_DEFAULT = 3600
+
 
 class ConfigError(ValueError):
     """A configuration value is missing or malformed; the message says which and why."""
@@ -380,8 +384,7 @@ def load_config(instance_path: str | os.PathLike, env: Mapping[str, str] | None 
         "REMINDER_AFTER_DAYS": _int_env(env, "REMINDER_AFTER_DAYS", 7, 1, 3650),
         "REMINDER_SCAN_INTERVAL": _int_env(env, "REMINDER_SCAN_INTERVAL", 60, 0, 86400),
         "SSE_HEARTBEAT": _int_env(env, "SSE_HEARTBEAT", 15, 1, 3600),
-        # An hour: a stream's end is a reconnect that costs ~4 ms of CPU (docs/DECISIONS.md).
-        "SSE_MAX_LIFETIME": _int_env(env, "SSE_MAX_LIFETIME", 3600, 5, 86400),
+        "SSE_MAX_LIFETIME": _int_env(env, "SSE_MAX_LIFETIME", SSE_MAX_LIFETIME_DEFAULT, 5, 86400),
         "SSE_QUEUE_SIZE": _int_env(env, "SSE_QUEUE_SIZE", 64, 1, 100000),
         # One account's streams, long polls and WebSockets together (one more ends its oldest),
         # across every worker and host; and what one process holds before it answers 503.

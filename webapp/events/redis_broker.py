@@ -29,6 +29,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import MaxConnectionsError
 from redis.retry import Retry
 
+from ..config import SSE_MAX_LIFETIME_DEFAULT
 from .broker import REPLACED, Broker, Subscription
 from .outbox import OutboxFollower
 
@@ -229,7 +230,8 @@ class RedisBroker(Broker):
         if not self._redis_usable():
             super().admit(sub, per_user)
             return
-        lifetime = int(self.app.config.get("SSE_MAX_LIFETIME", 3600)) if self.app is not None else 3600
+        config = self.app.config if self.app is not None else {}
+        lifetime = int(config.get("SSE_MAX_LIFETIME", SSE_MAX_LIFETIME_DEFAULT))
         try:
             client = self.client()
             if self._admit_script is None:
