@@ -3,6 +3,7 @@
     python -m bench.page_cost --db postgresql               # GET /dashboard, instructions
     python -m bench.page_cost --db postgresql --page quick-add
     python -m bench.page_cost --db sqlite --measure cpu     # process CPU time, no valgrind
+    python -m bench.page_cost --db postgresql --page remind # the admin's "Remind now", htmx
 
 The app runs in this process behind Flask's test client (no HTTP server, no load client), for a
 logged-in user with 30 entries, as bench.pages gives each session; `--page quick-add` posts a
@@ -28,15 +29,33 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.common import USER_AGENT, bulk_users, drop_scratch, make_app, scratch_database, session_cookie
-from bench.pages import quick_add_fields, quick_add_form
+from bench.pages import CSRF, quick_add_fields, quick_add_form
+
+WARM = 50  # requests before the measured ones: compiled templates, statement caches, the pool
+ROUNDS = 7  # --measure cpu's rounds, the best one reported
 
 
-def _client(kind: str, folder: Path):
+def _client(kind: str, folder: Path, page: str, requests: int):
     url = scratch_database(kind, "page_cost", folder)
     app = make_app(url)
-    bulk_users(app, 20, entries_per_user=30)
+    if page == "remind":
+        # A user to remind for every request of every round, none of them with a reminder open,
+        # and an admin (the last id) to send them.
+        users = WARM + ROUNDS * requests
+        bulk_users(app, users + 1, inactive_fraction=0.0, entries_per_user=1)
+        with app.app_context():
+            from webapp.extensions import db
+            from webapp.models import User
+
+            db.session.get(User, users + 1).is_admin = True
+            db.session.commit()
+            db.session.remove()
+        viewer = users + 1
+    else:
+        bulk_users(app, 20, entries_per_user=30)
+        viewer = 3
     client = app.test_client()
-    client.set_cookie("session", session_cookie(app, 3))
+    client.set_cookie("session", session_cookie(app, viewer))
     return url, client
 
 
@@ -55,6 +74,28 @@ def _requester(client, page: str) -> Callable[[int], None]:
                     raise SystemExit(f"GET /dashboard answered {response.status_code}")
 
         return dashboards
+    if page == "remind":
+        html = client.get("/admin/", headers=_HEADERS, environ_base=_ENVIRON).data
+        token = CSRF.search(html)
+        if token is None:
+            raise SystemExit("the admin page has no CSRF token")
+        remind_headers = {
+            **_HEADERS,
+            "HX-Request": "true",
+            "X-CSRFToken": (token.group(1) or token.group(2)).decode(),
+        }
+        reminded = 0
+
+        def reminds(count: int) -> None:
+            nonlocal reminded
+            for _ in range(count):
+                reminded += 1
+                path = f"/admin/users/{reminded}/remind"
+                response = client.post(path, headers=remind_headers, environ_base=_ENVIRON)
+                if response.status_code != 200 or b"Reminder sent" not in response.data:
+                    raise SystemExit(f"POST {path} answered {response.status_code}")
+
+        return reminds
     # The quick-add as htmx sends it, with bench.pages' fields (it does the same over HTTP): the
     # page's CSRF token in a header and its untouched date, a new weight each time.
     html = client.get("/dashboard", headers=_HEADERS, environ_base=_ENVIRON).data
@@ -78,10 +119,10 @@ def _requester(client, page: str) -> Callable[[int], None]:
 
 def _serve(kind: str, page: str, requests: int) -> None:
     """The child under valgrind: set up, say READY, run the requests when told, say DONE."""
-    url, client = _client(kind, Path(tempfile.mkdtemp(prefix="bench-page-cost-")))
+    url, client = _client(kind, Path(tempfile.mkdtemp(prefix="bench-page-cost-")), page, requests)
     try:
         run = _requester(client, page)
-        run(50)  # warm: compiled templates, statement caches, the pool
+        run(WARM)
         os.write(1, b"READY\n")
         sys.stdin.readline()
         run(requests)
@@ -148,12 +189,14 @@ def _callgrind(args) -> dict:
 
 
 def _cpu(args) -> dict:
-    url, client = _client(args.db, Path(tempfile.mkdtemp(prefix="bench-page-cost-")))
+    url, client = _client(
+        args.db, Path(tempfile.mkdtemp(prefix="bench-page-cost-")), args.page, args.requests
+    )
     try:
         run = _requester(client, args.page)
-        run(50)
+        run(WARM)
         best = float("inf")
-        for _ in range(7):
+        for _ in range(ROUNDS):
             start = time.process_time()
             run(args.requests)
             best = min(best, (time.process_time() - start) / args.requests)
@@ -162,10 +205,17 @@ def _cpu(args) -> dict:
         drop_scratch(url)
 
 
+PAGES = {
+    "dashboard": "GET /dashboard",
+    "quick-add": "POST /entries (quick-add, htmx)",
+    "remind": "POST /admin/users/<id>/remind (Remind now, htmx)",
+}
+
+
 def main(argv: list[str] | None = None) -> dict | None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
-    parser.add_argument("--page", choices=["dashboard", "quick-add"], default="dashboard")
+    parser.add_argument("--page", choices=["dashboard", "quick-add", "remind"], default="dashboard")
     parser.add_argument("--measure", choices=["instructions", "cpu"], default="instructions")
     parser.add_argument("--requests", type=int, default=50)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -176,7 +226,7 @@ def main(argv: list[str] | None = None) -> dict | None:
         _serve(args.db, args.page, args.requests)
         return None
     result = {
-        "page": "GET /dashboard" if args.page == "dashboard" else "POST /entries (quick-add, htmx)",
+        "page": PAGES[args.page],
         "db": args.db,
         "requests": args.requests,
         **(_callgrind(args) if args.measure == "instructions" else _cpu(args)),
