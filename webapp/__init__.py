@@ -72,6 +72,11 @@ def create_app(config: dict | None = None) -> Flask:
     from .extensions import csrf, db, install_broker, limiter, login_manager
 
     db.init_app(app)
+    from .pool import install_liveness_check
+
+    with app.app_context():
+        for engine in db.engines.values():
+            install_liveness_check(engine)
     # `flask db ...` only: Flask-Migrate brings Alembic, Mako and Pygments, a good part of the
     # app's import time, which no web worker needs (docs/BENCHMARKS.md, "Import time").
     from .migrate import LazyMigrateGroup

@@ -138,7 +138,8 @@ def _engine_options(database_url: str) -> tuple[str, dict]:
     psycopg would get the URL's text ("0", "none") and raise a TypeError; PgBouncer in
     transaction mode needs prepared statements off, which is prepare_threshold=none.
     """
-    options: dict = {"pool_pre_ping": True}
+    # No pool_pre_ping: webapp/pool.py checks a pooled connection without a round trip.
+    options: dict = {}
     if not database_url.startswith("postgresql"):
         return database_url, options
     from sqlalchemy.engine import make_url

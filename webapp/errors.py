@@ -34,7 +34,7 @@ OTHER_MESSAGE = _l("That request could not be handled.")
 CSRF_MESSAGE = _l("Your form expired or came from somewhere else. Reload the page and try again.")
 
 # How long a client is asked to wait while the database is unreachable (a restart or failover
-# takes a few seconds; pool_pre_ping then replaces the dead connections on the next checkout).
+# takes a few seconds; webapp/pool.py then replaces the dead connections on the next checkout).
 DATABASE_RETRY_AFTER = 5
 
 # Headers of the original error that a client needs: which methods are allowed, when to retry.

@@ -66,3 +66,22 @@ def test_requests_get_503_with_retry_after_while_postgresql_is_down(
         saved = client.post("/entries", data=WEIGHT, headers=htmx)
         assert saved.status_code == 200, saved.text[:500]
     assert "Traceback" not in server.log()
+
+
+def test_the_first_request_after_a_postgresql_restart_succeeds(make_server, private_postgres, make_seeder):
+    """The workers' pooled connections died with the old server: each is found dead at checkout
+    (its socket closed, webapp/pool.py) and replaced, so nobody sees the restart."""
+    server = make_server(DATABASE_URL=private_postgres.url)
+    seeder = make_seeder(server)
+    user_id = seeder.user("ada@example.com", days_ago=8)
+    with seeder.client(user_id) as client:
+        for _ in range(3):  # a pooled connection or two, idle in the pool
+            assert client.get("/dashboard").status_code == 200
+        private_postgres.stop()
+        private_postgres.start()
+        page = client.get("/dashboard")
+        assert page.status_code == 200, page.text[:500]
+        token = csrf_token(client)
+        saved = client.post("/entries", data=WEIGHT, headers={"HX-Request": "true", "X-CSRFToken": token})
+        assert saved.status_code == 200, saved.text[:500]
+    assert "Traceback" not in server.log()

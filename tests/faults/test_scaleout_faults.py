@@ -167,8 +167,11 @@ def test_postgres_connections_killed(gunicorn, people, db):
     group = people(web.url, 2)
     watchers = [people.watch(person, [web.url]) for person in group]
 
+    # Each backend gone before the requests (a timeout makes the function wait for it): a request
+    # that lands in the very moment its connection is being ended fails with 503 and Retry-After,
+    # as during a restart; the pool must replace every dead one after that.
     killed = db.query(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
         "WHERE datname = current_database() AND pid <> pg_backend_pid()"
     )
     assert killed, "the app held no connections to kill"
