@@ -4,6 +4,7 @@
     python -m bench.page_cost --db postgresql --page quick-add
     python -m bench.page_cost --db sqlite --measure cpu     # process CPU time, no valgrind
     python -m bench.page_cost --db postgresql --page remind # the admin's "Remind now", htmx
+    python -m bench.page_cost --db postgresql --page stream # an /events connect, as hx-sse opens it
 
 The app runs in this process behind Flask's test client (no HTTP server, no load client), for a
 logged-in user with 30 entries, as bench.pages gives each session; `--page quick-add` posts a
@@ -74,6 +75,23 @@ def _requester(client, page: str) -> Callable[[int], None]:
                     raise SystemExit(f"GET /dashboard answered {response.status_code}")
 
         return dashboards
+    if page == "stream":
+        stream_headers = {**_HEADERS, "HX-Request": "true", "Accept": "text/event-stream"}
+
+        def streams(count: int) -> None:
+            for _ in range(count):
+                response = client.get(
+                    "/events", headers=stream_headers, environ_base=_ENVIRON, buffered=False
+                )
+                try:
+                    chunks = iter(response.response)
+                    first, snapshot = next(chunks), next(chunks)
+                finally:
+                    response.close()
+                if response.status_code != 200 or not first.startswith(b"retry:") or b"data:" not in snapshot:
+                    raise SystemExit(f"GET /events answered {response.status_code}: {first!r} {snapshot!r}")
+
+        return streams
     if page == "remind":
         html = client.get("/admin/", headers=_HEADERS, environ_base=_ENVIRON).data
         token = CSRF.search(html)
@@ -209,13 +227,14 @@ PAGES = {
     "dashboard": "GET /dashboard",
     "quick-add": "POST /entries (quick-add, htmx)",
     "remind": "POST /admin/users/<id>/remind (Remind now, htmx)",
+    "stream": "GET /events (connect, first snapshot, close)",
 }
 
 
 def main(argv: list[str] | None = None) -> dict | None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
-    parser.add_argument("--page", choices=["dashboard", "quick-add", "remind"], default="dashboard")
+    parser.add_argument("--page", choices=list(PAGES), default="dashboard")
     parser.add_argument("--measure", choices=["instructions", "cpu"], default="instructions")
     parser.add_argument("--requests", type=int, default=50)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
