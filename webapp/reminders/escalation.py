@@ -22,7 +22,7 @@ from ..batches import GroupCall
 from ..events.outbox import announce
 from ..extensions import db
 from ..models import ADMINS_CHANNEL, QueuedMail, Reminder, User
-from ..timeutil import get_zone, utcnow
+from ..timeutil import UTCDateTime, get_zone, utcnow
 
 BATCH = 200
 
@@ -79,6 +79,21 @@ _MARK_SHOWN = (
 )
 
 
+# PostgreSQL: the showing and the cancel of its queued message in one round trip (issue 16); a
+# data-modifying CTE runs whether or not the outer query reads it. The same rule as _MARK_SHOWN
+# followed by cancel_reminder_mail, which SQLite (no data-modifying CTEs) runs one after the other.
+_MARK_SHOWN_AND_CANCEL_PG = sa.text(
+    "WITH shown AS ("
+    " UPDATE reminders SET shown_at = :now, email_at = NULL"
+    " WHERE id = ANY(:reminder_ids) AND shown_at IS NULL RETURNING id"
+    "), cancelled AS ("
+    " UPDATE mail_queue SET status = 'cancelled', due_at = NULL"
+    " WHERE reminder_id IN (SELECT id FROM shown) AND status = 'queued'"
+    ") "
+    "SELECT id FROM shown"
+).bindparams(sa.bindparam("now", type_=UTCDateTime()))
+
+
 def record_shown(*reminder_ids: int, now: datetime | None = None) -> None:
     """Pages got the reminders' banners: note it (first time only), so no email follows; commits.
 
@@ -87,9 +102,14 @@ def record_shown(*reminder_ids: int, now: datetime | None = None) -> None:
     """
     # Ascending ids: two batches that share reminders lock their rows in the same order.
     ids = sorted(set(reminder_ids))
-    shown = db.session.scalars(_MARK_SHOWN, {"reminder_ids": ids, "now": now or utcnow()}).all()
+    values = {"reminder_ids": ids, "now": now or utcnow()}
+    if db.session.get_bind().dialect.name == "postgresql":
+        shown = db.session.scalars(_MARK_SHOWN_AND_CANCEL_PG, values).all()
+    else:
+        shown = db.session.scalars(_MARK_SHOWN, values).all()
+        if shown:
+            cancel_reminder_mail(*shown)
     if shown:
-        cancel_reminder_mail(*shown)
         announce(ADMINS_CHANNEL, "shown")  # the admin page's "shown on a page", once per batch
     db.session.commit()
 
