@@ -12,11 +12,14 @@ import redis
 from webapp import make_broker
 from webapp.events.outbox import announce
 from webapp.events.redis_broker import (
+    PUBLISH_BATCH,
     RedisBroker,
     format_control,
     format_message,
+    format_messages,
     parse_control,
     parse_message,
+    parse_messages,
 )
 from webapp.extensions import db, install_broker
 
@@ -50,6 +53,55 @@ def test_parse_message(raw, parsed):
 
 def test_format_round_trips():
     assert parse_message(format_message("user:12", 99).encode()) == ("user:12", 99)
+
+
+@pytest.mark.parametrize(
+    ("raw", "parsed"),
+    [
+        (b"user:5:42", [("user:5", 42)]),
+        (b"user:5:42 admins:43", [("user:5", 42), ("admins", 43)]),
+        (b"user:5:42 user:5: admins:x :9 admins:43", [("user:5", 42), ("admins", 43)]),
+        (b"", []),
+        (b"  ", []),
+    ],
+)
+def test_parse_messages_reads_each_well_formed_event(raw, parsed):
+    assert parse_messages(raw) == parsed
+
+
+def test_several_events_round_trip():
+    events = [("user:12", 99), ("admins", 100), ("login:12", 101)]
+    assert parse_messages(format_messages(events).encode()) == events
+
+
+def test_a_commits_events_are_one_published_message(app, private_redis):
+    """A "Remind now" announces on the user's channel and the admins': one publish, which every
+    listener reads once, instead of one per channel; a scan's batch of thousands is a few."""
+    broker = QuietRedisBroker(private_redis.url, app)
+    install_broker(app, broker)
+    other = redis.Redis.from_url(private_redis.url)
+    listener = other.pubsub(ignore_subscribe_messages=True)
+    listener.subscribe(broker.events_channel)
+    try:
+        listener.get_message(timeout=1)
+        with app.app_context():
+            announce("user:1", "reminder")
+            announce("admins", "reminder")
+            db.session.commit()
+        many = [(f"user:{n}", n) for n in range(1, 2 * PUBLISH_BATCH + 2)]
+        broker.publish_many(many)
+        heard = []
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and len(heard) < 4:
+            message = listener.get_message(timeout=0.5)
+            if message is not None:
+                heard.append(parse_messages(message["data"]))
+        assert [[channel for channel, _ in events] for events in heard[:1]] == [["user:1", "admins"]]
+        assert [len(events) for events in heard[1:]] == [PUBLISH_BATCH, PUBLISH_BATCH, 1]
+        assert [event for events in heard[1:] for event in events] == many
+    finally:
+        listener.close()
+        other.close()
 
 
 @pytest.mark.parametrize(

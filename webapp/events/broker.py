@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import gevent
 from gevent.event import Event
@@ -203,6 +203,11 @@ class Broker:
     def publish(self, channel: str, event_id: int) -> None:
         """Tell every process that the channel has news up to event_id. Never raises."""
         raise NotImplementedError
+
+    def publish_many(self, events: Sequence[tuple[str, int]]) -> None:
+        """publish() for each (channel, event id), in one message where the broker can. Never raises."""
+        for channel, event_id in events:
+            self.publish(channel, event_id)
 
     def stream_count(self) -> int:
         """Open streams across every process that shares this broker."""

@@ -242,11 +242,10 @@ def _publish_committed_events(session):
     newest: dict[str, int] = {}
     for channel, event_id in pending:
         newest[channel] = max(event_id, newest.get(channel, 0))
-    for channel, event_id in newest.items():
-        try:
-            broker.publish(channel, event_id)
-        except Exception:  # the outbox has it; a broker outage must not fail the request
-            log.exception("publishing outbox event %s on %s failed", event_id, channel)
+    try:
+        broker.publish_many(list(newest.items()))
+    except Exception:  # the outbox has them; a broker outage must not fail the request
+        log.exception("publishing outbox events %s failed", newest)
 
 
 @sa.event.listens_for(Session, "after_soft_rollback")

@@ -21,6 +21,7 @@ import random
 import socket
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import gevent
@@ -74,6 +75,9 @@ PUBLISH_PAUSE_SECONDS = 1.0
 SEEN_IDS = 20000
 CATCH_UP_PAGE = 5000
 FIRST_LOOK_BACK = 1000
+# Events in one published message at most (a scan's batch of 2,001 channels is five messages of
+# about 7 KB each).
+PUBLISH_BATCH = 500
 
 
 # Add a subscription to its user's set, refresh the set's expiry (every stream ends within
@@ -109,6 +113,12 @@ def format_message(channel: str, event_id: int) -> str:
     return f"{channel}:{int(event_id)}"
 
 
+def format_messages(events: Sequence[tuple[str, int]]) -> str:
+    """One message for several events, "user:5:42 admins:43": a commit's channels in one publish
+    (channel names hold no spaces)."""
+    return " ".join(format_message(channel, event_id) for channel, event_id in events)
+
+
 def parse_message(data) -> tuple[str, int] | None:
     """("user:5", 42) from b"user:5:42"; None for anything malformed."""
     if isinstance(data, bytes):
@@ -117,6 +127,13 @@ def parse_message(data) -> tuple[str, int] | None:
     if not sep or not channel or not raw_id.isdigit():
         return None
     return channel, int(raw_id)
+
+
+def parse_messages(data) -> list[tuple[str, int]]:
+    """Every well-formed event of a message of one or several; malformed parts are skipped."""
+    if isinstance(data, bytes):
+        data = data.decode("utf-8", "replace")
+    return [event for part in str(data).split(" ") if (event := parse_message(part)) is not None]
 
 
 class RedisBroker(Broker):
@@ -182,9 +199,19 @@ class RedisBroker(Broker):
         self.connected = False
 
     def publish(self, channel: str, event_id: int) -> None:
+        self.publish_many([(channel, event_id)])
+
+    def publish_many(self, events: Sequence[tuple[str, int]]) -> None:
+        # One message for a commit's events (up to PUBLISH_BATCH of them): one round trip for
+        # the request, and one message to read for each listener instead of one per channel.
+        for start in range(0, len(events), PUBLISH_BATCH):
+            chunk = events[start : start + PUBLISH_BATCH]
+            what = f"event {chunk[0][1]}" if len(chunk) == 1 else f"{len(chunk)} events up to {chunk[-1][1]}"
+            self._publish(format_messages(chunk), what)
+
+    def _publish(self, message: str, what: str) -> None:
         if time.monotonic() < self._publish_paused_until:
             return
-        message = format_message(channel, event_id)
         try:
             try:
                 self.client().publish(self.events_channel, message)
@@ -197,19 +224,17 @@ class RedisBroker(Broker):
             self._publish_failing = False
         except MaxConnectionsError:
             # Busy, not down (POOL_CONNECTIONS): the listeners catch this one up from the outbox.
-            log.info(
-                "no Redis connection free for event %s; listeners will catch up from the outbox", event_id
-            )
+            log.info("no Redis connection free for %s; listeners will catch up from the outbox", what)
         except (redis.RedisError, OSError) as error:
             self._publish_failing = True
             self._publish_paused_until = time.monotonic() + PUBLISH_PAUSE_SECONDS
             log.warning(
-                "Redis publish of event %s failed (%s); listeners will catch up from the outbox",
-                event_id,
+                "Redis publish of %s failed (%s); listeners will catch up from the outbox",
+                what,
                 error,
             )
         except Exception:
-            log.exception("Redis publish of event %s failed", event_id)
+            log.exception("Redis publish of %s failed", what)
 
     # -- the per-user cap, across processes ---------------------------------------------------
     def _member(self, sub: Subscription) -> str:
@@ -339,9 +364,9 @@ class RedisBroker(Broker):
             message = pubsub.get_message(timeout=TICK_SECONDS)
             if message is not None and message.get("type") == "message":
                 data = message.get("data")
-                parsed = None if self._handle_control(data) else parse_message(data)
-                if parsed is not None:
-                    self._dispatch_once(*parsed)
+                if not self._handle_control(data):
+                    for channel, event_id in parse_messages(data):
+                        self._dispatch_once(channel, event_id)
             now = time.monotonic()
             if now >= next_catch_up:
                 next_catch_up = now + CATCH_UP_SECONDS
