@@ -392,9 +392,8 @@ class Server:
         self.kind = kind
         # gunicorn only: what it serves and its settings (bench/peer_flask_sse.py for the peer)
         self.wsgi_app, self.gunicorn_config = wsgi_app, gunicorn_config
-        self.port = free_port()
-        self.control_port = free_port() if kind == "embedded" else None
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.port, self.url = 0, ""
+        self.control_port: int | None = None
         self.log_path = log_path or Path(tempfile.mkstemp(prefix=f"bench6-{kind}-", suffix=".log")[1])
         self.env = {
             **{k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "BROKER_URL", "FLASK_APP"}},
@@ -403,7 +402,6 @@ class Server:
             "SECRET_KEY": BENCH_SECRET,
             # Whatever the server writes there (.eml mail) stays out of the repository's instance/.
             "INSTANCE_PATH": tempfile.mkdtemp(prefix=f"bench6-{kind}-instance-"),
-            "PORT": str(self.port),
             "HOST": "127.0.0.1",
             "REMINDER_SCAN_INTERVAL": "0",
             "SSE_MAX_LIFETIME": "86400",
@@ -413,12 +411,32 @@ class Server:
             "WEB_LOG_LEVEL": "warning",
             **(env or {}),
         }
-        if self.control_port:
-            self.env["BENCH_CONTROL_PORT"] = str(self.control_port)
+        self._choose_ports()
         self.workers = workers
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> Server:
+        # The port free_port() gave may be taken by the time the server binds it (another test's
+        # or benchmark's server, started at the same moment): then the server exits at once, and
+        # it starts again on other ports.
+        for _ in range(2):
+            try:
+                return self._start()
+            except RuntimeError:
+                if self.proc is None or self.proc.poll() is None:
+                    raise
+                self._choose_ports()
+        return self._start()
+
+    def _choose_ports(self) -> None:
+        self.port = free_port()
+        self.control_port = free_port() if self.kind == "embedded" else None
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env["PORT"] = str(self.port)
+        if self.control_port:
+            self.env["BENCH_CONTROL_PORT"] = str(self.control_port)
+
+    def _start(self) -> Server:
         if self.kind == "embedded":
             cmd = [sys.executable, "-m", "bench.serve_embedded"]
         else:

@@ -29,17 +29,71 @@ def free_port() -> int:
 
 
 def wait_for_port(port: int, timeout: float = 20.0, proc: subprocess.Popen | None = None) -> None:
-    """Return once something listens on the port; raise if `proc` exits first or time runs out."""
+    """Return once something listens on the port (with `proc`, once `proc` or one of its children
+    does); raise if `proc` exits first or time runs out.
+
+    A free port can be taken between free_port() and the server's bind (say, by another test's
+    server): that server's listener must not pass for this one's, whose process then exits with
+    "address already in use" while the caller talks to a stranger."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode} before listening on {port}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
+                if proc is None or _listens_in_tree(port, proc.pid):
+                    return
         except OSError:
-            time.sleep(0.05)
+            pass
+        time.sleep(0.05)
     raise RuntimeError(f"nothing listened on port {port} within {timeout} s")
+
+
+def _listens_in_tree(port: int, pid: int) -> bool:
+    """Whether the process `pid` or a descendant holds a listening TCP socket on the port (Linux's
+    /proc; True where there is no /proc to ask)."""
+    listeners = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            return True
+        for row in rows:
+            fields = row.split()
+            if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                listeners.add(f"socket:[{fields[9]}]")
+    tree, parents = {pid}, _parents()
+    while True:
+        more = {child for child, parent in parents.items() if parent in tree} - tree
+        if not more:
+            break
+        tree |= more
+    for member in tree:
+        try:
+            fds = list(Path(f"/proc/{member}/fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(fd) in listeners:
+                    return True
+            except OSError:
+                continue
+    return False
+
+
+def _parents() -> dict[int, int]:
+    """Each live process's parent, from /proc/<pid>/stat."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    return parents
 
 
 def stop_process_group(proc: subprocess.Popen | None, grace: float = 10.0) -> None:
