@@ -234,7 +234,8 @@ def _done(message: str, fallback: str):
 def remind(user_id: int):
     """Send one user a reminder now (or show their open one again); recorded as an admin action."""
     back = url_for("admin.inactive_users")
-    user = _load_user(user_id)
+    # The URL converter takes any size of number; beyond an INTEGER it cannot be a user.
+    user = actions.remind_target(user_id) if 0 < user_id <= MAX_ID else None
     if user is None:
         return _refuse(404, _("There is no such user (it may have been deleted). Nothing was sent."), back)
     try:
