@@ -160,6 +160,12 @@ def test_page_cost_harness_counts_a_dashboards_cost_both_ways():
     assert cpu["cpu_ms_per_request"] > 0
     posts = page_cost.main(["--db", "sqlite", "--measure", "cpu", "--page", "quick-add", "--requests", "2"])
     assert posts["page"].startswith("POST /entries") and posts["cpu_ms_per_request"] > 0
+    # The event path's halves: the admin's "Remind now" (each checked for "Reminder sent") and a
+    # stream's connect (each checked for its retry hint and snapshot).
+    reminds = page_cost.main(["--db", "sqlite", "--measure", "cpu", "--page", "remind", "--requests", "2"])
+    assert reminds["page"].startswith("POST /admin/users") and reminds["cpu_ms_per_request"] > 0
+    streams = page_cost.main(["--db", "sqlite", "--measure", "cpu", "--page", "stream", "--requests", "2"])
+    assert streams["page"].startswith("GET /events") and streams["cpu_ms_per_request"] > 0
     if shutil.which("valgrind") is None:
         unavailable("valgrind is not installed (bench.page_cost counts instructions with callgrind)")
     counted = page_cost.main(["--db", "sqlite", "--requests", "2"])
