@@ -224,6 +224,29 @@ def test_redis_prefix_defaults_to_one_per_secret_key(tmp_path):
     assert TEST_SECRET not in one
 
 
+def test_an_app_given_its_secret_key_shares_the_channel_of_servers_started_with_it(tmp_path, monkeypatch):
+    """A benchmark's publisher (create_app with SECRET_KEY in its config) beside gunicorn workers
+    started with that key in their environment: the same default prefix, or its events go to a
+    channel no worker listens to and arrive only with the outbox catch-up, seconds late."""
+    from webapp import create_app
+
+    monkeypatch.delenv("REDIS_PREFIX", raising=False)
+    served = config(tmp_path, SECRET_KEY=TEST_SECRET + "-bench")["REDIS_PREFIX"]
+    app = create_app(
+        {"SECRET_KEY": TEST_SECRET + "-bench", "INSTANCE_PATH": str(tmp_path / "app"), "TESTING": True}
+    )
+    assert app.config["REDIS_PREFIX"] == served
+    named = create_app(
+        {
+            "SECRET_KEY": TEST_SECRET,
+            "REDIS_PREFIX": "mine:",
+            "INSTANCE_PATH": str(tmp_path / "b"),
+            "TESTING": True,
+        }
+    )
+    assert named.config["REDIS_PREFIX"] == "mine:"
+
+
 @pytest.mark.parametrize(
     ("raw", "prefix"),
     [("weighin:prod:", "weighin:prod:"), ("acme-weighin", "acme-weighin:"), ("{w}", "{w}:")],

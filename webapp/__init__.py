@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from flask import Flask
 
-from .config import ConfigError, instance_folder, load_config
+from .config import ConfigError, default_redis_prefix, instance_folder, load_config
 
 if TYPE_CHECKING:
     from .events.broker import Broker
@@ -44,6 +44,15 @@ def create_app(config: dict | None = None) -> Flask:
     app.config.update(load_config(instance_path))
     if config:
         app.config.update(config)
+        if (
+            "SECRET_KEY" in config
+            and "REDIS_PREFIX" not in config
+            and not os.environ.get("REDIS_PREFIX", "").strip()
+        ):
+            # The default prefix follows the key the app runs with, as every server of the same
+            # deployment derives it (an app given its key here, say a benchmark's publisher beside
+            # servers started with it in their environment, must share their channel).
+            app.config["REDIS_PREFIX"] = default_redis_prefix(config["SECRET_KEY"])
     Path(instance_path).mkdir(parents=True, exist_ok=True)
 
     if app.config["PROXY_FIX"]:
