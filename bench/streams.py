@@ -134,7 +134,10 @@ def run(args) -> dict:
     user_ids = [uid for uid, _ in users]
     result = {"config": vars(args), "machine": machine()}
 
-    with Server(args.server, database, broker_url=broker, workers=args.workers) as server:
+    # Room for every stream in each process, as a deployment sized for N streams sets it
+    # (docs/DEPLOY.md; the default of 5,000 a process refused half of a 20,000 run with 503).
+    room = {"SSE_MAX_STREAMS_PER_PROCESS": str(max(5000, args.clients))}
+    with Server(args.server, database, broker_url=broker, workers=args.workers, env=room) as server:
         time.sleep(1.0)
         rss0 = server.rss()
         pool = ClientPool(server.url, users, mode="sse", processes=args.processes, ramp_concurrency=args.ramp)
