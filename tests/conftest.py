@@ -63,6 +63,18 @@ def app(tmp_path):
     _dispose(app)
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
+def either_db_app(request, tmp_path):
+    """A fresh app on SQLite, then on a fresh PostgreSQL database: for code with a path of its own
+    on each (the PostgreSQL-only statements of issue 16)."""
+    overrides = {}
+    if request.param == "postgresql":
+        overrides["SQLALCHEMY_DATABASE_URI"] = request.getfixturevalue("postgres_url")
+    app = build_app(tmp_path, **overrides)
+    yield app
+    _dispose(app)
+
+
 @pytest.fixture
 def csrf_app(tmp_path):
     """The app as it runs for real: CSRF checks on."""

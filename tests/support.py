@@ -28,6 +28,7 @@ from webapp.models import User, WeightEntry
 from webapp.testing import (
     free_port,
     login_session_id,
+    process_table,
     session_cookie,
     stop_process_group,
     wait_for_port,
@@ -217,19 +218,9 @@ def pg_database_url(name: str) -> str:
 
 def process_children(pid: int) -> list[int]:
     """Ids of the live (not zombie) child processes of pid, read from /proc."""
-    children = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # The command name is in parentheses and may hold spaces; the fields after it are fixed.
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == pid and fields[0] != "Z":
-            children.append(int(entry.name))
-    return sorted(children)
+    return sorted(
+        child for child, (parent, state) in process_table().items() if parent == pid and state != "Z"
+    )
 
 
 class GunicornProcess:

@@ -483,63 +483,51 @@ def test_remind_now_opens_one_reminder_and_records_it(app, admin_client):
     assert "showed the open reminder again to quiet@example.com" in page
 
 
-@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
-def test_remind_now_writes_the_reminder_the_lifecycle_would_on_each_database(tmp_path, request, database):
+def test_remind_now_writes_the_reminder_the_lifecycle_would_on_each_database(either_db_app):
     """PostgreSQL opens it with one statement of its own (issue 16): the same row, audit row,
     cleared clock and outbox rows as SQLite's path through the lifecycle."""
     from webapp.reminders.escalation import first_email_at
 
     from .conftest import AuthActions
-    from .support import build_app
 
-    overrides = (
-        {"SQLALCHEMY_DATABASE_URI": request.getfixturevalue("postgres_url")}
-        if database == "postgresql"
-        else {}
-    )
-    app = build_app(tmp_path, **overrides)
-    try:
-        client = app.test_client()
-        auth = AuthActions(client, app)
-        auth.register(ADMIN_EMAIL, PASSWORD)
-        auth.make_admin(ADMIN_EMAIL)
-        with app.app_context():
-            quiet = make_user("quiet@example.com", ago(30))
-            quiet.timezone = "Asia/Seoul"
-            db.session.commit()
-            user_id, last_active = quiet.id, quiet.last_active_at
-        before = utcnow()
-        response = client.post(f"/admin/users/{user_id}/remind", headers={"HX-Request": "true"})
-        assert response.status_code == 200 and b"Reminder sent to quiet@example.com" in response.data
-        again = client.post(f"/admin/users/{user_id}/remind", headers={"HX-Request": "true"})
-        assert again.status_code == 200 and b"already had an open reminder" in again.data
-        with app.app_context():
-            admin = auth.user(ADMIN_EMAIL)
-            (reminder,) = db.session.scalars(db.select(Reminder).where(Reminder.user_id == user_id))
-            assert (reminder.status, reminder.open_for_user_id, reminder.source, reminder.created_by_id) == (
-                "open",
-                user_id,
-                "admin",
-                admin.id,
-            )
-            assert reminder.inactive_since == last_active
-            assert before <= reminder.created_at <= utcnow()
-            # The first email's time in the user's own zone and hours, as the lifecycle sets it.
-            assert reminder.email_at == first_email_at(reminder.created_at, "Asia/Seoul", True)
-            assert (reminder.shown_at, reminder.emailed_at, reminder.ended_at) == (None, None, None)
-            assert db.session.get(User, user_id).reminder_clock is None
-            actions = list(db.session.scalars(db.select(AdminAction).order_by(AdminAction.id)))
-            assert [(a.action, a.admin_id, a.user_id, a.reminder_id) for a in actions] == [
-                (REMIND, admin.id, user_id, reminder.id),
-                (REMIND_AGAIN, admin.id, user_id, reminder.id),
-            ]
-            assert actions[0].created_at == reminder.created_at
-            assert _outbox(user_channel(user_id)) == 2
-            assert _outbox(ADMINS_CHANNEL) == 2
-    finally:
-        with app.app_context():
-            db.session.remove()
-            db.engine.dispose()
+    app = either_db_app
+    client = app.test_client()
+    auth = AuthActions(client, app)
+    auth.register(ADMIN_EMAIL, PASSWORD)
+    auth.make_admin(ADMIN_EMAIL)
+    with app.app_context():
+        quiet = make_user("quiet@example.com", ago(30))
+        quiet.timezone = "Asia/Seoul"
+        db.session.commit()
+        user_id, last_active = quiet.id, quiet.last_active_at
+    before = utcnow()
+    response = client.post(f"/admin/users/{user_id}/remind", headers={"HX-Request": "true"})
+    assert response.status_code == 200 and b"Reminder sent to quiet@example.com" in response.data
+    again = client.post(f"/admin/users/{user_id}/remind", headers={"HX-Request": "true"})
+    assert again.status_code == 200 and b"already had an open reminder" in again.data
+    with app.app_context():
+        admin = auth.user(ADMIN_EMAIL)
+        (reminder,) = db.session.scalars(db.select(Reminder).where(Reminder.user_id == user_id))
+        assert (reminder.status, reminder.open_for_user_id, reminder.source, reminder.created_by_id) == (
+            "open",
+            user_id,
+            "admin",
+            admin.id,
+        )
+        assert reminder.inactive_since == last_active
+        assert before <= reminder.created_at <= utcnow()
+        # The first email's time in the user's own zone and hours, as the lifecycle sets it.
+        assert reminder.email_at == first_email_at(reminder.created_at, "Asia/Seoul", True)
+        assert (reminder.shown_at, reminder.emailed_at, reminder.ended_at) == (None, None, None)
+        assert db.session.get(User, user_id).reminder_clock is None
+        actions = list(db.session.scalars(db.select(AdminAction).order_by(AdminAction.id)))
+        assert [(a.action, a.admin_id, a.user_id, a.reminder_id) for a in actions] == [
+            (REMIND, admin.id, user_id, reminder.id),
+            (REMIND_AGAIN, admin.id, user_id, reminder.id),
+        ]
+        assert actions[0].created_at == reminder.created_at
+        assert _outbox(user_channel(user_id)) == 2
+        assert _outbox(ADMINS_CHANNEL) == 2
 
 
 def test_on_postgresql_two_remind_nows_at_once_open_one_reminder(tmp_path, postgres_url):

@@ -444,68 +444,55 @@ def test_stale_due_rows_neither_send_nor_starve_the_rest(ctx):
     assert db.session.scalar(sa.select(sa.func.count()).where(Reminder.email_at.is_not(None))) == 0
 
 
-@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
-def test_recording_showings_marks_each_once_and_cancels_only_queued_mail(tmp_path, request, database):
+def test_recording_showings_marks_each_once_and_cancels_only_queued_mail(either_db_app):
     """PostgreSQL marks the showings and cancels their queued mail in one statement (issue 16);
     both databases must end the same: a showing kept from its first time, queued mail cancelled,
     mail already sent left alone, and the admins told once per batch that changed something."""
     from webapp.models import ADMINS_CHANNEL
     from webapp.reminders.escalation import record_shown
 
-    from .support import build_app
-
-    overrides = (
-        {"SQLALCHEMY_DATABASE_URI": request.getfixturevalue("postgres_url")}
-        if database == "postgresql"
-        else {}
-    )
-    app = build_app(tmp_path, **overrides)
-    try:
-        with app.app_context():
-            users = [_user(f"user{n}@example.com") for n in range(4)]
-            lifecycle.scan(OPENED)
-            earlier, queued, sent, plain = (_reminder(user_id) for user_id in users)
-            earlier.shown_at = OPENED + timedelta(minutes=5)
-            for reminder, status in ((queued, "queued"), (sent, "sent")):
-                db.session.add(
-                    QueuedMail(
-                        kind="reminder",
-                        user_id=reminder.user_id,
-                        reminder_id=reminder.id,
-                        to_address="someone@example.com",
-                        subject="s",
-                        body_text="t",
-                        body_html="h",
-                        message_id=f"<{reminder.id}@example.com>",
-                        status=status,
-                        due_at=OPENED + DAY if status == "queued" else None,
-                    )
+    app = either_db_app
+    with app.app_context():
+        users = [_user(f"user{n}@example.com") for n in range(4)]
+        lifecycle.scan(OPENED)
+        earlier, queued, sent, plain = (_reminder(user_id) for user_id in users)
+        earlier.shown_at = OPENED + timedelta(minutes=5)
+        for reminder, status in ((queued, "queued"), (sent, "sent")):
+            db.session.add(
+                QueuedMail(
+                    kind="reminder",
+                    user_id=reminder.user_id,
+                    reminder_id=reminder.id,
+                    to_address="someone@example.com",
+                    subject="s",
+                    body_text="t",
+                    body_html="h",
+                    message_id=f"<{reminder.id}@example.com>",
+                    status=status,
+                    due_at=OPENED + DAY if status == "queued" else None,
                 )
-            db.session.commit()
-            ids = [earlier.id, queued.id, sent.id, plain.id]
-            admins_before = _outbox_count(ADMINS_CHANNEL)
+            )
+        db.session.commit()
+        ids = [earlier.id, queued.id, sent.id, plain.id]
+        admins_before = _outbox_count(ADMINS_CHANNEL)
 
-            shown_at = OPENED + timedelta(hours=1)
-            record_shown(*ids, now=shown_at)
-            db.session.expire_all()
-            rows = {r.id: r for r in db.session.scalars(sa.select(Reminder).where(Reminder.id.in_(ids)))}
-            assert rows[earlier.id].shown_at == OPENED + timedelta(minutes=5)  # its first time kept
-            assert [rows[i].shown_at for i in ids[1:]] == [shown_at] * 3
-            assert [rows[i].email_at for i in ids[1:]] == [None] * 3
-            assert [(m.reminder_id, m.status, m.due_at) for m in _mail()] == [
-                (queued.id, "cancelled", None),
-                (sent.id, "sent", None),
-            ]
-            assert _outbox_count(ADMINS_CHANNEL) == admins_before + 1
+        shown_at = OPENED + timedelta(hours=1)
+        record_shown(*ids, now=shown_at)
+        db.session.expire_all()
+        rows = {r.id: r for r in db.session.scalars(sa.select(Reminder).where(Reminder.id.in_(ids)))}
+        assert rows[earlier.id].shown_at == OPENED + timedelta(minutes=5)  # its first time kept
+        assert [rows[i].shown_at for i in ids[1:]] == [shown_at] * 3
+        assert [rows[i].email_at for i in ids[1:]] == [None] * 3
+        assert [(m.reminder_id, m.status, m.due_at) for m in _mail()] == [
+            (queued.id, "cancelled", None),
+            (sent.id, "sent", None),
+        ]
+        assert _outbox_count(ADMINS_CHANNEL) == admins_before + 1
 
-            record_shown(*ids, now=shown_at + DAY)  # all shown already: nothing changes, nobody told
-            db.session.expire_all()
-            assert rows[plain.id].shown_at == shown_at
-            assert _outbox_count(ADMINS_CHANNEL) == admins_before + 1
-    finally:
-        with app.app_context():
-            db.session.remove()
-            db.engine.dispose()
+        record_shown(*ids, now=shown_at + DAY)  # all shown already: nothing changes, nobody told
+        db.session.expire_all()
+        assert rows[plain.id].shown_at == shown_at
+        assert _outbox_count(ADMINS_CHANNEL) == admins_before + 1
 
 
 def _outbox_count(channel: str) -> int | None:

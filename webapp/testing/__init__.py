@@ -62,7 +62,8 @@ def _listens_in_tree(port: int, pid: int) -> bool:
             fields = row.split()
             if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
                 listeners.add(f"socket:[{fields[9]}]")
-    tree, parents = {pid}, _parents()
+    tree = {pid}
+    parents = {child: parent for child, (parent, _) in process_table().items()}
     while True:
         more = {child for child, parent in parents.items() if parent in tree} - tree
         if not more:
@@ -82,9 +83,9 @@ def _listens_in_tree(port: int, pid: int) -> bool:
     return False
 
 
-def _parents() -> dict[int, int]:
-    """Each live process's parent, from /proc/<pid>/stat."""
-    parents = {}
+def process_table() -> dict[int, tuple[int, str]]:
+    """Each process's (parent id, state letter: "Z" for a zombie), from /proc/<pid>/stat."""
+    table = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -92,8 +93,10 @@ def _parents() -> dict[int, int]:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    return parents
+        # The command name is in parentheses and may hold spaces; the fields after it are fixed.
+        fields = stat.rsplit(")", 1)[1].split()
+        table[int(entry.name)] = (int(fields[1]), fields[0])
+    return table
 
 
 def stop_process_group(proc: subprocess.Popen | None, grace: float = 10.0) -> None:
