@@ -8,9 +8,9 @@ server writes its FATAL notice and closes the socket, and the socket becomes rea
 `poll` with no timeout tells a dead pooled connection from a live one, and the pool replaces it
 before anyone uses it, as the ping would have. Anything readable gets the ping itself before the
 connection is given up (some other bytes, such as a TLS record, would also make it readable), so
-this is never less careful than `pool_pre_ping`, only cheaper where nothing happened. A peer that vanished without closing (a host
-powered off) answers neither, and the first statement fails; a ping would have waited for TCP's
-timeout there too. See docs/DECISIONS.md ("A pooled connection is checked without a round trip").
+this is never less careful than `pool_pre_ping`, only cheaper where nothing happened. A peer that
+vanished without closing (a host powered off) answers neither, and the first statement fails; a
+ping would have waited for TCP's timeout there too. See docs/DECISIONS.md ("A pooled connection is checked without a round trip").
 """
 
 from __future__ import annotations

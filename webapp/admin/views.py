@@ -208,9 +208,13 @@ def _csv_rows(writer, buffer, users, now, iso, final=False):
         buffer.truncate()
 
 
-def _load_user(user_id: int) -> User | None:
+def _could_be_a_user(user_id: int) -> bool:
     # The URL converter takes any size of number; beyond an INTEGER it cannot be a user.
-    return db.session.get(User, user_id) if 0 < user_id <= MAX_ID else None
+    return 0 < user_id <= MAX_ID
+
+
+def _load_user(user_id: int) -> User | None:
+    return db.session.get(User, user_id) if _could_be_a_user(user_id) else None
 
 
 def _refuse(status: int, message: str, fallback: str):
@@ -234,8 +238,7 @@ def _done(message: str, fallback: str):
 def remind(user_id: int):
     """Send one user a reminder now (or show their open one again); recorded as an admin action."""
     back = url_for("admin.inactive_users")
-    # The URL converter takes any size of number; beyond an INTEGER it cannot be a user.
-    user = actions.remind_target(user_id) if 0 < user_id <= MAX_ID else None
+    user = actions.remind_target(user_id) if _could_be_a_user(user_id) else None
     if user is None:
         return _refuse(404, _("There is no such user (it may have been deleted). Nothing was sent."), back)
     try:

@@ -129,6 +129,11 @@ def parse_message(data) -> tuple[str, int] | None:
     return channel, int(raw_id)
 
 
+def _described(events: Sequence[tuple[str, int]]) -> str:
+    """A published message's events as its log lines name them: "event 42", "2 events up to 43"."""
+    return f"event {events[0][1]}" if len(events) == 1 else f"{len(events)} events up to {events[-1][1]}"
+
+
 def parse_messages(data) -> list[tuple[str, int]]:
     """Every well-formed event of a message of one or several; malformed parts are skipped."""
     if isinstance(data, bytes):
@@ -205,13 +210,12 @@ class RedisBroker(Broker):
         # One message for a commit's events (up to PUBLISH_BATCH of them): one round trip for
         # the request, and one message to read for each listener instead of one per channel.
         for start in range(0, len(events), PUBLISH_BATCH):
-            chunk = events[start : start + PUBLISH_BATCH]
-            what = f"event {chunk[0][1]}" if len(chunk) == 1 else f"{len(chunk)} events up to {chunk[-1][1]}"
-            self._publish(format_messages(chunk), what)
+            self._publish(events[start : start + PUBLISH_BATCH])
 
-    def _publish(self, message: str, what: str) -> None:
+    def _publish(self, chunk: Sequence[tuple[str, int]]) -> None:
         if time.monotonic() < self._publish_paused_until:
             return
+        message = format_messages(chunk)
         try:
             try:
                 self.client().publish(self.events_channel, message)
@@ -224,17 +228,19 @@ class RedisBroker(Broker):
             self._publish_failing = False
         except MaxConnectionsError:
             # Busy, not down (POOL_CONNECTIONS): the listeners catch this one up from the outbox.
-            log.info("no Redis connection free for %s; listeners will catch up from the outbox", what)
+            log.info(
+                "no Redis connection free for %s; listeners will catch up from the outbox", _described(chunk)
+            )
         except (redis.RedisError, OSError) as error:
             self._publish_failing = True
             self._publish_paused_until = time.monotonic() + PUBLISH_PAUSE_SECONDS
             log.warning(
                 "Redis publish of %s failed (%s); listeners will catch up from the outbox",
-                what,
+                _described(chunk),
                 error,
             )
         except Exception:
-            log.exception("Redis publish of %s failed", what)
+            log.exception("Redis publish of %s failed", _described(chunk))
 
     # -- the per-user cap, across processes ---------------------------------------------------
     def _member(self, sub: Subscription) -> str:
