@@ -12,6 +12,7 @@ from webapp.extensions import db
 from webapp.models import User
 from webapp.pool import has_news
 
+from .conftest import _dispose
 from .support import PG_ADMIN_URL, add_user, build_app
 
 
@@ -29,9 +30,7 @@ def _terminate(pid: int) -> None:
 def pg_app(tmp_path, postgres_url):
     app = build_app(tmp_path, SQLALCHEMY_DATABASE_URI=postgres_url)
     yield app
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+    _dispose(app)
 
 
 def test_a_pooled_connection_whose_backend_was_terminated_is_replaced_before_use(pg_app):
@@ -63,7 +62,7 @@ def test_a_live_pooled_connection_is_kept_and_its_checkout_sends_nothing(pg_app,
         finally:
             raw.pgconn.untrace()
             trace.close()
-        # No ping (pool_pre_ping's "SELECT 1" would show as a Query or Parse message each time).
+        # No ping (pool_pre_ping's ";" showed as a Query and its EmptyQueryResponse each time).
         assert (tmp_path / "trace").read_text() == ""
         assert _backend_pid() == first
         db.session.remove()
