@@ -500,8 +500,10 @@ class Server:
 
 
 # -- publishing reminders -------------------------------------------------------------------
-def open_reminders(user_ids) -> tuple[float, list[tuple[int, int]]]:
-    """Open a reminder for each user through the real lifecycle (outbox and broker included)."""
+def open_reminders(user_ids, before_commit=None) -> tuple[float, list[tuple[int, int]]]:
+    """Open a reminder for each user through the real lifecycle (outbox and broker included).
+
+    before_commit, if given, runs just before the commit (a profiler attaching for what follows)."""
     from webapp.extensions import db
     from webapp.reminders.lifecycle import open_reminder
 
@@ -511,6 +513,8 @@ def open_reminders(user_ids) -> tuple[float, list[tuple[int, int]]]:
         if reminder is not None:
             db.session.flush()
             pairs.append((reminder.id, int(user_id)))
+    if before_commit is not None:
+        before_commit()
     t0 = time.time()
     db.session.commit()
     db.session.remove()
@@ -568,9 +572,9 @@ class LocalPublisher:
     def __init__(self, app):
         self.app = app
 
-    def remind(self, user_ids):
+    def remind(self, user_ids, before_commit=None):
         with self.app.app_context():
-            return open_reminders(user_ids)
+            return open_reminders(user_ids, before_commit)
 
     def reset(self) -> None:
         with self.app.app_context():

@@ -103,13 +103,29 @@ def steady(
     return result
 
 
-def burst(publisher, pool: ClientPool, user_ids: list[int], server: Server) -> dict:
+def burst(
+    publisher, pool: ClientPool, user_ids: list[int], server: Server, profile: Path | None = None
+) -> dict:
     """One reminder to every user in one transaction; time from its commit until the last arrives."""
+    spy = []
+
+    def attach() -> None:  # just before the commit: the profile is of the delivery, not the writes
+        from bench.versus import profile_worker
+
+        assert profile is not None
+        spy.append(profile_worker(server, profile, seconds=10))
+        time.sleep(1.0)  # py-spy attaches
+
     cpu0 = server.cpu()
     before = time.time()
-    t0, pairs = publisher.remind(user_ids)
+    if profile is not None and isinstance(publisher, LocalPublisher):
+        t0, pairs = publisher.remind(user_ids, before_commit=attach)
+    else:
+        t0, pairs = publisher.remind(user_ids)
     sent = {rid: (uid, t0) for rid, uid in pairs}
     events = collect_until(pool, sent, timeout=120)
+    for process in spy:
+        process.wait()
     result = check_delivery(sent, events)
     arrivals = [t for _, rid, t in events if rid in sent]
     result.update(
@@ -181,7 +197,7 @@ def run(args) -> dict:
             if args.burst:
                 publisher.reset()
                 pool.report()
-                result["burst"] = burst(publisher, pool, user_ids, server)
+                result["burst"] = burst(publisher, pool, user_ids, server, args.profile)
                 print(json.dumps(result["burst"]), flush=True)
         finally:
             publisher.close()
@@ -210,6 +226,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--connect-timeout", type=float, default=300)
     parser.add_argument("--progress", action="store_true")
     parser.add_argument("--out", type=Path, help="write the JSON result here")
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy one gunicorn worker during the burst (collapsed stacks here)"
+    )
     args = parser.parse_args(argv)
     result = run(args)
     write_result(args.out, result)
