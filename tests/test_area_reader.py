@@ -4,16 +4,19 @@ woken together are read with one query, and each still gets its own user's area 
 from __future__ import annotations
 
 import re
+from zoneinfo import ZoneInfo
 
 import gevent
 import pytest
 import sqlalchemy as sa
+from flask_babel import force_locale
 
 from webapp.events.area import read_area, read_state, transport_links
 from webapp.extensions import db
 from webapp.models import Reminder, stream_channels, user_channel
 from webapp.reminders import lifecycle
 from webapp.testing import session_cookie
+from webapp.web import format_local_date
 
 from .support import add_user, build_app, executed_statements
 
@@ -64,6 +67,48 @@ def test_streams_woken_together_share_one_read_and_each_gets_its_own_banner(tmp_
     for uid in users[:3]:
         woken(uid)
     assert len(reads) == 3
+
+
+def test_a_burst_renders_each_kind_of_banner_once_and_each_user_gets_their_own(tmp_path):
+    """A transport's banner is kept per language, date and links, with the id put in afterwards:
+    the same markup as a render of its own, each user's own id, date and language."""
+    app = build_app(tmp_path)
+    with app.app_context():
+        people = [
+            add_user(f"{language}{days}{n}@example.com", days_ago=days, locale=language, timezone=zone)
+            for language, zone in (("en", "Europe/London"), ("ko", "Asia/Seoul"))
+            for days in (9, 12)
+            for n in range(2)
+        ]
+        users = [(user.id, user.locale, user.created_at, user.timezone) for user in people]
+        reminder_of = {uid: lifecycle.open_reminder(uid).id for uid, *_ in users}
+        db.session.commit()
+    with app.test_request_context():
+        links = transport_links()
+    got: dict[int, str] = {}
+
+    def woken(user_id: int) -> None:
+        with app.app_context():
+            got[user_id] = read_area(user_id, links)
+
+    gevent.joinall([gevent.spawn(woken, uid) for uid, *_ in users], raise_error=True)
+
+    template = app.jinja_env.get_template("reminders/_area.html")
+    for uid, language, created_at, zone in users:
+        with app.test_request_context(), force_locale(language):
+            since = format_local_date(created_at, ZoneInfo(zone))
+            alone = template.render(
+                banner={"id": reminder_of[uid], "since": since, "csrf_token": None, **links_of(links)}
+            )
+        assert got[uid] == alone
+        assert re.findall(r'data-reminder-id="(\d+)"', got[uid]) == [str(reminder_of[uid])]
+        assert ("지금 기록하기" in got[uid]) == (language == "ko")
+    # Two languages by two dates: four renders of the template for eight banners.
+    assert len(app.extensions["weighin_banner_parts"]) == 4
+
+
+def links_of(links) -> dict[str, str]:
+    return {"log_url": links.log_url, "dismiss_url": links.dismiss_url}
 
 
 def test_a_failed_read_reaches_every_stream_of_its_batch_and_the_next_batch_works(tmp_path):

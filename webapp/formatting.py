@@ -24,6 +24,11 @@ def date_locale() -> str:
     return str(locale)
 
 
+def date_locale_of(language: str) -> str:
+    """The Babel locale dates are written in for one of the app's languages (no request needed)."""
+    return _ENGLISH_DATES if language == "en" else language
+
+
 def format_day(value: date, with_year: bool = True, locale: str | None = None) -> str:
     """A calendar day, e.g. '2 Dec 2026' / '2026년 12월 2일', or without the year '2 Dec' / '12월 2일'."""
     return _format_day(value, with_year, locale or date_locale())

@@ -216,12 +216,13 @@ def _user_zone():
     return get_zone(current_user.timezone if current_user.is_authenticated else "UTC")
 
 
-def format_local_date(value, zone) -> str:
-    """A date in the given zone, as people write it: '12 Nov' (with the year if not this one)."""
+def format_local_date(value, zone, locale: str | None = None) -> str:
+    """A date in the given zone, as people write it: '12 Nov' (with the year if not this one),
+    in the Babel locale given, else this request's."""
     from .timeutil import in_current_year
 
     local = value.astimezone(zone)
-    return format_day(local.date(), with_year=not in_current_year(local, zone))
+    return format_day(local.date(), with_year=not in_current_year(local, zone), locale=locale)
 
 
 def local_date(value) -> str:

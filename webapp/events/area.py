@@ -24,6 +24,7 @@ from markupsafe import Markup
 
 from ..batches import GroupCall
 from ..extensions import current_broker, db
+from ..formatting import date_locale_of
 from ..i18n import banner_language
 from ..models import OutboxEvent, Reminder, User
 from ..timeutil import get_zone
@@ -177,17 +178,52 @@ def _render_banner(row, links: AreaLinks | None) -> tuple[str, int | None]:
     reminder_id, shown_at, last_weight_at, created_at, timezone, locale = row
     links = links or AreaLinks.from_request()
     # A stream renders long after its request was read: the banner speaks the stored language.
-    with force_locale(banner_language(locale)):
-        html = _area_template().render(
+    language = banner_language(locale)
+    since = _local_date(last_weight_at or created_at, timezone, language)
+    if links.csrf_token is None:
+        # A transport's banner (no token): the markup around the id is kept per language, date
+        # and links, so a burst to thousands renders a handful of templates (issue 16).
+        html = str(reminder_id).join(_banner_parts(language, since, links))
+    else:
+        html = _banner_markup(language, since, links, reminder_id)
+    return html, reminder_id if shown_at is None else None
+
+
+def _banner_markup(language: str, since: str, links: AreaLinks, reminder_id: int | str) -> str:
+    with force_locale(language):
+        return _area_template().render(
             banner={
                 "id": reminder_id,
-                "since": _local_date(last_weight_at or created_at, timezone),
+                "since": since,
                 "log_url": links.log_url,
                 "dismiss_url": links.dismiss_url,
                 "csrf_token": links.csrf_token,
             }
         )
-    return html, reminder_id if shown_at is None else None
+
+
+# Stands for the reminder's id in a kept banner: letters only, so escaping leaves it as it is,
+# and no date or link of the banner's can contain it.
+_ID_MARK = "WEIGHINREMINDERIDMARK"
+_BANNER_PARTS = "weighin_banner_parts"
+_BANNER_PARTS_KEPT = 1024
+
+
+def _banner_parts(language: str, since: str, links: AreaLinks) -> list[str]:
+    """The banner's markup for these inputs, split where its id goes: the same for every user with
+    that language, date and links. Kept on the app (at most _BANNER_PARTS_KEPT sets, then started
+    afresh, as dates move on), and never while templates auto-reload, as for rendered_once."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    kept: dict[tuple[str, str, AreaLinks], list[str]] = app.extensions.setdefault(_BANNER_PARTS, {})
+    key = (language, since, links)
+    parts = kept.get(key)
+    if parts is None:
+        parts = _banner_markup(language, since, links, _ID_MARK).split(_ID_MARK)
+        if not app.jinja_env.auto_reload:
+            if len(kept) >= _BANNER_PARTS_KEPT:
+                kept.clear()
+            kept[key] = parts
+    return parts
 
 
 def reminder_area() -> Markup:
@@ -197,10 +233,10 @@ def reminder_area() -> Markup:
     return Markup(render_area(current_user.id))
 
 
-def _local_date(value: datetime, timezone: str) -> str:
-    """The banner's date in the user's stored zone, without a loaded User (the page's filter reads
-    current_user); tests/test_events.py checks both give the same text."""
-    return format_local_date(value, get_zone(timezone))
+def _local_date(value: datetime, timezone: str, language: str) -> str:
+    """The banner's date in the user's stored zone and language, without a loaded User (the page's
+    filter reads current_user); tests/test_events.py checks both give the same text."""
+    return format_local_date(value, get_zone(timezone), date_locale_of(language))
 
 
 def _without_transaction() -> None:
