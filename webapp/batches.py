@@ -40,7 +40,11 @@ class GroupCall(Generic[Item, Result]):
     def of_current_app(cls: type[G]) -> G:
         """The current app's one instance of this class (needs an app context)."""
         # The proxy is typed as the Flask app it stands for, which hides its own accessor.
-        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        return cls.of_app(current_app._get_current_object())  # type: ignore[attr-defined]
+
+    @classmethod
+    def of_app(cls: type[G], app: Flask) -> G:
+        """The app's one instance of this class (no app context needed: a batch pushes its own)."""
         key = f"weighin_{cls.__name__}"
         found = app.extensions.get(key)
         if found is None:

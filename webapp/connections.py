@@ -149,29 +149,53 @@ class _DeadlineInput:
             yield line
 
 
-class _GuardedBody:
-    """The response body, with a timer on each write: a write that stalls aborts the connection."""
+class WriteGuard:
+    """A timer on each write of a response body: a write that the kernel has not taken within the
+    stall limit aborts the connection. Not attached to a socket (under the test client, say), it
+    does nothing.
 
-    def __init__(self, body: Iterable[bytes], sock: socket.socket, stall_limit: Callable[[], float]):
-        self._body = body
-        self._chunks: Iterator[bytes] | None = None
-        self._sock = sock
-        self._stall_limit = stall_limit
+    _GuardedBody arms it around the server's writes of any body; a body that arms it itself
+    around its own yields (the /events stream: `write_guard`) is handed to the server as it is,
+    with no iterator of ours between them (issue 16)."""
+
+    __slots__ = ("_sock", "_stall_limit", "_timer")
+
+    def __init__(self) -> None:
+        self._sock: socket.socket | None = None
+        self._stall_limit: Callable[[], float] | None = None
         self._timer: Any = None  # a gevent timer while a write is pending
 
-    def _arm(self) -> None:
+    def attach(self, sock: socket.socket, stall_limit: Callable[[], float]) -> None:
+        self._sock, self._stall_limit = sock, stall_limit
+
+    def arm(self) -> None:
+        """A write starts now (a chunk handed to the server): abort if it stalls."""
+        self.disarm()
+        if self._stall_limit is None:
+            return
         # One libev timer, not a greenlet: it only fires if the server's write has to wait.
         self._timer = gevent.get_hub().loop.timer(self._stall_limit())
         self._timer.start(self._stalled)
 
-    def _disarm(self) -> None:
+    def disarm(self) -> None:
+        """The write is done (the server asks for the next chunk) or the body is closed."""
         if self._timer is not None:
             self._timer.close()
             self._timer = None
 
     def _stalled(self) -> None:
         log.info("dropping a client that stopped reading")
-        abort(self._sock)
+        if self._sock is not None:
+            abort(self._sock)
+
+
+class _GuardedBody:
+    """The response body, with the guard armed for each write: a write that stalls aborts the connection."""
+
+    def __init__(self, body: Iterable[bytes], guard: WriteGuard):
+        self._body = body
+        self._chunks: Iterator[bytes] | None = None
+        self._guard = guard
 
     def __iter__(self) -> _GuardedBody:
         self._chunks = iter(self._body)
@@ -179,18 +203,18 @@ class _GuardedBody:
 
     def __next__(self) -> bytes:
         # The server asks for the next chunk only once the last one is written.
-        self._disarm()
+        self._guard.disarm()
         assert self._chunks is not None
         try:
             chunk = next(self._chunks)
         except StopIteration:
-            self._arm()  # the server still writes the end of the response; close() disarms
+            self._guard.arm()  # the server still writes the end of the response; close() disarms
             raise
-        self._arm()
+        self._guard.arm()
         return chunk
 
     def close(self) -> None:
-        self._disarm()
+        self._guard.disarm()
         close = getattr(self._body, "close", None)
         if close is not None:
             close()
@@ -242,7 +266,14 @@ class ConnectionLimits:
             left = stream_ends_at - time.monotonic()
             return min(self.write_timeout, max(left, STREAM_END_GRACE))
 
-        return _GuardedBody(self.wsgi_app(environ, limited_start_response), sock, stall_limit)
+        body_iter = self.wsgi_app(environ, limited_start_response)
+        guard = getattr(body_iter, "write_guard", None)
+        if isinstance(guard, WriteGuard):
+            guard.attach(sock, stall_limit)  # the body arms it around its own writes
+            return body_iter
+        guard = WriteGuard()
+        guard.attach(sock, stall_limit)
+        return _GuardedBody(body_iter, guard)
 
 
 class _RequestHeadTimeout(OSError):

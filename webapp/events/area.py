@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Response, current_app, g, url_for
+from flask import Flask, Response, current_app, g, url_for
 from flask import session as cookie_session
 from flask_babel import force_locale, gettext
 from flask_login import current_user
@@ -304,15 +304,18 @@ def read_state(
     return newest, html
 
 
-def read_area(user_id: int, links: AreaLinks) -> str:
+def read_area(user_id: int, links: AreaLinks, app: Flask | None = None) -> str:
     """A woken transport's area, read with the other wake-ups of the moment (AreaReader); the
-    first showing of its banner is committed before this returns, as for read_state. Needs an app
-    context, and no session of the caller's open (the reader has its own)."""
-    html, unshown = AreaReader.of_current_app().read(user_id, links)
-    if unshown is not None:
-        from ..reminders.escalation import shown_recorder
+    first showing of its banner is committed before this returns, as for read_state. Needs the
+    app, or an app context, and no session of the caller's open (the reader has its own). Given
+    the app, the caller needs no context of its own: the batches push theirs."""
+    from ..reminders.escalation import ShownRecorder
 
-        shown_recorder().record(unshown)
+    if app is None:
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+    html, unshown = AreaReader.of_app(app).read(user_id, links)
+    if unshown is not None:
+        ShownRecorder.of_app(app).record(unshown)
     return html
 
 

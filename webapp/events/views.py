@@ -18,6 +18,7 @@ from flask import Blueprint, Flask, Response, current_app, render_template, requ
 from flask_babel import get_locale
 from flask_login import current_user
 
+from ..connections import WriteGuard
 from ..extensions import current_broker
 from ..models import ADMINS_CHANNEL, login_channel, stream_channels, user_channel
 from . import sse
@@ -132,12 +133,18 @@ def _generate(
     signed_out: bytes,
     app: Flask,
     broker: Broker,
+    guard: WriteGuard,
 ) -> Generator[bytes, None, None]:
     """The body of one /events stream. A generator function of its own, not a closure in the view:
     the 16 cells of a closure were a quarter of the objects each idle stream gives the garbage
-    collector to walk, and 0.9 KiB of its memory (issue 16)."""
+    collector to walk, and 0.9 KiB of its memory (issue 16).
+
+    The server iterates it directly, so it arms the write guard itself: before each chunk it
+    yields, and off again when the server comes back for the next (the write is done)."""
     own_channel, logins = user_channel(user_id), login_channel(user_id)
+    arm, disarm = guard.arm, guard.disarm
     try:
+        arm()
         yield _FIRST_CHUNK
         sent = last_seen
         # A client already at the newest id keeps its area: re-sending it would make screen
@@ -145,17 +152,21 @@ def _generate(
         if sent != newest:
             # A reconnect (a tab shown again after hx-sse paused it while hidden) may have
             # missed changes; a first connect comes with a page that was just rendered.
+            disarm()
+            arm()
             yield _snapshot_events(html, newest, admins=is_admin, changed=sent is not None).encode()
             sent = newest
         html = None  # an idle stream keeps no rendered area
         written = time.monotonic()
         deadline = written + lifetime
         while True:
+            disarm()  # back here, the server has written the last chunk
             now = time.monotonic()
             if now >= deadline:
                 return  # bounded lifetime: the client reconnects, maybe to another worker
             if now >= written + heartbeat:
                 # SSE_HEARTBEAT seconds without a write: a comment keeps proxies from closing.
+                arm()
                 yield _HEARTBEAT
                 written = time.monotonic()
                 continue
@@ -165,6 +176,7 @@ def _generate(
             if not batch:
                 continue
             if subscription.closing:
+                arm()
                 yield _closing_events(subscription.close_reason).encode()
                 return
             if subscription.overflowed:
@@ -177,31 +189,33 @@ def _generate(
             newest = max(event_id for _, event_id in batch)
             html, verdict = None, None
             check_login, render = logins in news, own_channel in news and newest > sent
-            if check_login or render:
-                # An app context for the login check and the area, not the request's: the
-                # stream keeps no request context (its environ, session and loaded User)
-                # alive between events, and holds no connection while it idles.
+            if check_login:
+                # An app context for the login check, not the request's: the stream keeps no
+                # request context (its environ, session and loaded User) alive between events,
+                # and holds no connection while it idles. Was the login ended, or the admin flag
+                # removed? (A login change wakes here, whatever its id: the first snapshot may
+                # already carry it.) Only then: a reminder or a weight costs no login check.
                 with app.app_context():
-                    # Was the login ended, or the admin flag removed? (A login change wakes
-                    # here, whatever its id: the first snapshot may already carry it.) Only
-                    # then: a reminder or a weight costs no login check (issue 16).
-                    if check_login:
-                        verdict = login_verdict(login_id, user_id, channels)
-                    if verdict is None and render:
-                        # Read with every other stream woken at this moment (AreaReader):
-                        # a burst to thousands shares its queries.
-                        html = read_area(user_id, links)
+                    verdict = login_verdict(login_id, user_id, channels)
+            if verdict is None and render:
+                # Read with every other stream woken at this moment (AreaReader): a burst to
+                # thousands shares its queries, and the batches push the app context, not each
+                # stream (issue 16).
+                html = read_area(user_id, links, app)
             if verdict == SIGNED_OUT:
+                arm()
                 yield signed_out
                 return
             if verdict == ADMIN_REMOVED:
                 # Come back at once: the reconnect follows the user's own channel only.
+                arm()
                 yield sse.retry(random.randint(250, 1500)).encode()
                 return
             if newest <= sent or (html is None and ADMINS_CHANNEL not in news):
                 # A late or repeated wake-up, or a login check that let the stream be:
                 # nothing the client has not seen.
                 continue
+            arm()
             yield _snapshot_events(
                 html, newest, admins=ADMINS_CHANNEL in news, changed=html is not None
             ).encode()
@@ -210,6 +224,8 @@ def _generate(
         # Headers are gone, so no error page: end the stream and let the client resume.
         log.exception("the /events stream of user %s failed", user_id)
     finally:
+        # The server still writes the end of the response; EventStream.close() disarms.
+        arm()
         broker.unsubscribe(subscription)
 
 
@@ -247,7 +263,9 @@ def stream():
     # A client that leaves before the first chunk never runs the generator's finally: close()
     # unsubscribes too. Passed through as it is (bytes already), with no werkzeug iterators between
     # the server's write loop and the generator: two frames fewer on every stream's saved stack
-    # and on each heartbeat's way (issue 16).
+    # and on each heartbeat's way (issue 16). Nor one of ours: the generator arms the server's
+    # write guard itself (connections.py).
+    guard = WriteGuard()
     body = EventStream(
         _generate(
             subscription,
@@ -264,21 +282,27 @@ def stream():
             signed_out=signed_out,
             app=app,
             broker=broker,
+            guard=guard,
         ),
         functools.partial(broker.unsubscribe, subscription),
+        guard,
     )
     return Response(body, mimetype="text/event-stream", headers=STREAM_HEADERS, direct_passthrough=True)
 
 
 class EventStream:
-    """A stream's body as the server iterates it: the generator itself, and a close() that also
-    runs on_close (a body closed before its first chunk never runs the generator's finally)."""
+    """A stream's body as the server iterates it: the generator itself, a close() that also runs
+    on_close (a body closed before its first chunk never runs the generator's finally), and the
+    write guard the generator arms, for the server's middleware to attach (connections.py)."""
 
-    __slots__ = ("_chunks", "_on_close")
+    __slots__ = ("_chunks", "_on_close", "write_guard")
 
-    def __init__(self, chunks: Generator[bytes, None, None], on_close: Callable[[], None]):
+    def __init__(
+        self, chunks: Generator[bytes, None, None], on_close: Callable[[], None], write_guard: WriteGuard
+    ):
         self._chunks = chunks
         self._on_close = on_close
+        self.write_guard = write_guard
 
     def __iter__(self) -> Generator[bytes, None, None]:
         return self._chunks
@@ -287,4 +311,5 @@ class EventStream:
         try:
             self._chunks.close()
         finally:
+            self.write_guard.disarm()
             self._on_close()
