@@ -160,9 +160,9 @@ class WriteGuard:
 
     __slots__ = ("_sock", "_stall_limit", "_timer")
 
-    def __init__(self) -> None:
-        self._sock: socket.socket | None = None
-        self._stall_limit: Callable[[], float] | None = None
+    def __init__(self, sock: socket.socket | None = None, stall_limit: Callable[[], float] | None = None):
+        self._sock = sock
+        self._stall_limit = stall_limit
         self._timer: Any = None  # a gevent timer while a write is pending
 
     def attach(self, sock: socket.socket, stall_limit: Callable[[], float]) -> None:
@@ -271,9 +271,7 @@ class ConnectionLimits:
         if isinstance(guard, WriteGuard):
             guard.attach(sock, stall_limit)  # the body arms it around its own writes
             return body_iter
-        guard = WriteGuard()
-        guard.attach(sock, stall_limit)
-        return _GuardedBody(body_iter, guard)
+        return _GuardedBody(body_iter, WriteGuard(sock, stall_limit))
 
 
 class _RequestHeadTimeout(OSError):

@@ -19,8 +19,8 @@ def freeze_startup_heap() -> None:
     the dashboard's p99 (docs/BENCHMARKS.md, "Pages"). Frozen objects are never collected or
     walked again; what requests make is collected as before. Call once, just before serving.
 
-    Full collections are also considered ten times less often (FULL_COLLECTION_AFTER young
-    ones, not Python's 10): what they walk then is every open stream's objects, 0.3-0.9 s a
+    Full collections are also considered ten times less often (after FULL_COLLECTION_AFTER
+    middle-generation collections, not Python's 10): what they walk then is every open stream's objects, 0.3-0.9 s a
     worker with 10,000 streams, nine times while they connected and twice in one burst of
     banners (issue 16). Cyclic garbage mostly dies young and is still collected by the young
     generations as before; what reaches the old one waits longer for its collection.

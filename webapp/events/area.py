@@ -12,7 +12,7 @@ import random
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from flask import Flask, Response, current_app, g, url_for
@@ -120,19 +120,25 @@ def _area_template():
     return current_app.jinja_env.get_template("reminders/_area.html")
 
 
-def rendered_once(name: str, key: Hashable, render: Callable[[], str]) -> str:
-    """render()'s text, kept on the app under name and key: markup that is the same for everyone
+Kept = TypeVar("Kept")
+
+
+def rendered_once(name: str, key: Hashable, render: Callable[[], Kept], most: int = 32) -> Kept:
+    """render()'s result, kept on the app under name and key: markup that is the same for everyone
     with that key (a language, say) is rendered once per app. Not kept while templates
-    auto-reload, so a developer editing one sees the change; at most 32 keys a name."""
+    auto-reload, so a developer editing one sees the change; at most `most` keys a name, then
+    that name's store starts afresh (keys such as dates move on)."""
     # The proxy is typed as the Flask app it stands for, which hides its own accessor.
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    kept: dict[Hashable, str] = app.extensions.setdefault(name, {})
-    text = kept.get(key)
-    if text is None:
-        text = render()
-        if not app.jinja_env.auto_reload and len(kept) < 32:
-            kept[key] = text
-    return text
+    kept: dict[Hashable, Kept] = app.extensions.setdefault(name, {})
+    found = kept.get(key)
+    if found is None:
+        found = render()
+        if not app.jinja_env.auto_reload:
+            if len(kept) >= most:
+                kept.clear()
+            kept[key] = found
+    return found
 
 
 def empty_area() -> str:
@@ -211,19 +217,13 @@ _BANNER_PARTS_KEPT = 1024
 
 def _banner_parts(language: str, since: str, links: AreaLinks) -> list[str]:
     """The banner's markup for these inputs, split where its id goes: the same for every user with
-    that language, date and links. Kept on the app (at most _BANNER_PARTS_KEPT sets, then started
-    afresh, as dates move on), and never while templates auto-reload, as for rendered_once."""
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    kept: dict[tuple[str, str, AreaLinks], list[str]] = app.extensions.setdefault(_BANNER_PARTS, {})
-    key = (language, since, links)
-    parts = kept.get(key)
-    if parts is None:
-        parts = _banner_markup(language, since, links, _ID_MARK).split(_ID_MARK)
-        if not app.jinja_env.auto_reload:
-            if len(kept) >= _BANNER_PARTS_KEPT:
-                kept.clear()
-            kept[key] = parts
-    return parts
+    that language, date and links, so rendered once (rendered_once, at most _BANNER_PARTS_KEPT)."""
+    return rendered_once(
+        _BANNER_PARTS,
+        (language, since, links),
+        lambda: _banner_markup(language, since, links, _ID_MARK).split(_ID_MARK),
+        most=_BANNER_PARTS_KEPT,
+    )
 
 
 def reminder_area() -> Markup:

@@ -142,7 +142,7 @@ def _generate(
     The server iterates it directly, so it arms the write guard itself: before each chunk it
     yields, and off again when the server comes back for the next (the write is done)."""
     own_channel, logins = user_channel(user_id), login_channel(user_id)
-    arm, disarm = guard.arm, guard.disarm
+    arm, disarm = guard.arm, guard.disarm  # arm() ends the previous chunk's timer first
     try:
         arm()
         yield _FIRST_CHUNK
@@ -152,8 +152,7 @@ def _generate(
         if sent != newest:
             # A reconnect (a tab shown again after hx-sse paused it while hidden) may have
             # missed changes; a first connect comes with a page that was just rendered.
-            disarm()
-            arm()
+            arm()  # the first chunk is written by now; its timer starts over for this one
             yield _snapshot_events(html, newest, admins=is_admin, changed=sent is not None).encode()
             sent = newest
         html = None  # an idle stream keeps no rendered area
